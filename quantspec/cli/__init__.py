@@ -1,0 +1,1 @@
+"""The ``quantspec`` command-line interface: one module per subcommand."""
