@@ -84,6 +84,12 @@ class Code(StrEnum):
     RUNTIME_BAD_TENSOR = "runtime.bad_tensor"
     RUNTIME_LOAD = "runtime.load_failed"
 
+    # repack (quantspec repack wan)
+    REPACK_RENAME_COLLISION = "repack.rename_collision"
+    REPACK_LAYOUT = "repack.layout"
+    REPACK_UNDESCRIBED_TENSOR = "repack.undescribed_tensor"
+    REPACK_DUPLICATE_TENSOR = "repack.duplicate_tensor"
+
 
 class Reason(BaseModel):
     """One finding: what is wrong, where, and what to do about it."""
