@@ -89,6 +89,7 @@ class Code(StrEnum):
     REPACK_LAYOUT = "repack.layout"
     REPACK_UNDESCRIBED_TENSOR = "repack.undescribed_tensor"
     REPACK_DUPLICATE_TENSOR = "repack.duplicate_tensor"
+    REPACK_INDEX_MISMATCH = "repack.index_mismatch"
 
 
 class Reason(BaseModel):

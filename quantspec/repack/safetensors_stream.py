@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
@@ -215,14 +215,11 @@ def write_renamed(
     target: Path,
     tensors: Iterable[tuple[str, TensorInfo]],
     metadata: dict[str, str],
-    *,
-    on_tensor: Callable[[str], None] | None = None,
 ) -> int:
     """Write ``(new_name, source)`` pairs to ``target`` as one safetensors file, streaming the data.
 
-    Each tensor's bytes are copied verbatim from its source file, ``CHUNK_BYTES`` at a time.
-    ``on_tensor`` is called with each new name before its data is copied (progress, tests).
-    Returns the number of data bytes written.
+    Each tensor's bytes are copied verbatim from its source file, ``CHUNK_BYTES`` at a time;
+    at most one chunk is held in memory. Returns the number of data bytes written.
     """
     header, order = plan_layout(tensors, metadata)
     written = 0
@@ -230,9 +227,7 @@ def write_renamed(
         handles: dict[Path, BinaryIO] = {}
         dst = stack.enter_context(target.open("wb"))
         dst.write(header)
-        for name, info in order:
-            if on_tensor is not None:
-                on_tensor(name)
+        for _name, info in order:
             src = handles.get(info.file)
             if src is None:
                 src = handles[info.file] = stack.enter_context(info.file.open("rb"))
