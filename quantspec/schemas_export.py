@@ -20,6 +20,7 @@ from quantspec._io import write_text_atomic
 SCHEMAS: dict[str, str] = {
     "support_matrix.schema.json": "quantspec.matrix.model:SupportMatrix",
     "checkpoint_description.schema.json": "quantspec.description:CheckpointDescription",
+    "modelslim_description.schema.json": "quantspec.formats.modelslim:ModelSlimDescription",
 }
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

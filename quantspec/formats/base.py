@@ -1,0 +1,164 @@
+"""Helpers shared by the format modules: raw-model parsing, JSON pointers, common values.
+
+Every format module turns a producer's JSON into a raw pydantic model first. Validation
+errors become :class:`~quantspec.errors.Reason` objects whose ``where`` is a JSON pointer
+into the file, so ``quantspec validate`` can say exactly which key is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
+from quantspec.vocab import FormatFamily
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Formats quantspec reads, as named in messages about unsupported formats.
+SUPPORTED_FORMATS: tuple[str, ...] = (
+    "modelslim (quant_model_description.json)",
+    "awq",
+    "gptq",
+    "auto-round",
+    "compressed-tensors",
+    "gguf",
+    "mxfp8 (online, --quantization mxfp8)",
+)
+
+
+class RawModel(BaseModel):
+    """Base of raw models that keep unknown keys (producers add keys over time)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    def extra_keys(self) -> dict[str, Any]:
+        """Keys the model does not declare, as read."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class StrictRawModel(BaseModel):
+    """Base of raw models whose producer itself forbids unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def escape_pointer(token: str) -> str:
+    """Escape one JSON-pointer reference token (RFC 6901)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(prefix: str, *tokens: object) -> str:
+    """JSON pointer ``prefix`` followed by ``tokens`` (``""`` is the whole document)."""
+    return prefix + "".join("/" + escape_pointer(str(t)) for t in tokens)
+
+
+_TYPE_ERRORS = ("_type", "_parsing", "is_instance_of", "model_attributes_type", "dict_type", "list_type")
+
+
+def _code_for(error_type: str) -> Code:
+    if error_type == "missing":
+        return Code.FORMAT_MISSING_FIELD
+    if error_type in ("literal_error", "enum"):
+        return Code.FORMAT_UNKNOWN_VALUE
+    if any(error_type.endswith(t) or error_type == t.strip("_") for t in _TYPE_ERRORS):
+        return Code.FORMAT_WRONG_TYPE
+    return Code.FORMAT_SCHEMA
+
+
+def _loc_tokens(loc: Iterable[int | str]) -> list[str]:
+    # pydantic inserts union-member and validator tags ("function-after[...]", "str", "int")
+    # into locations; they are not keys of the file, so drop what cannot be a key we declared.
+    out: list[str] = []
+    for part in loc:
+        text = str(part)
+        if "[" in text and text.endswith("]"):
+            continue
+        out.append(text)
+    return out
+
+
+def validation_reasons(exc: ValidationError, *, file: str, prefix: str = "") -> list[Reason]:
+    """Translate a pydantic ``ValidationError`` into reasons with JSON pointers."""
+    out: list[Reason] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors(include_url=False):
+        where = pointer(prefix, *_loc_tokens(err["loc"])) or "/"
+        code = _code_for(err["type"])
+        key = (code.value, where)
+        if key in seen:  # union members repeat the same complaint
+            continue
+        seen.add(key)
+        value = err.get("input")
+        shown = repr(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+        message = err["msg"] if code is Code.FORMAT_MISSING_FIELD else f"{err['msg']} (got {shown})"
+        out.append(reason(code, message, file=file, where=where, hint=_hint(code)))
+    return out
+
+
+def _hint(code: Code) -> str:
+    return {
+        Code.FORMAT_MISSING_FIELD: "add the key; the producer always writes it",
+        Code.FORMAT_WRONG_TYPE: "the value has the wrong JSON type for this key",
+        Code.FORMAT_UNKNOWN_VALUE: "use one of the values the producer documents",
+    }.get(code, "the file does not match the producer's schema (see schemas/ and docs/formats.md)")
+
+
+def parse_raw(model: type[M], data: Any, *, file: str, prefix: str = "") -> M:
+    """Validate ``data`` into ``model``; raise :class:`InvalidCheckpoint` with every problem."""
+    if not isinstance(data, Mapping):
+        raise InvalidCheckpoint(
+            reason(
+                Code.FORMAT_WRONG_TYPE,
+                f"expected a JSON object, got {_json_type(data)}",
+                file=file,
+                where=prefix or "/",
+                hint="the description must be an object of key/value pairs",
+            )
+        )
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise InvalidCheckpoint(validation_reasons(exc, file=file, prefix=prefix)) from None
+    except (RecursionError, ValueError, TypeError) as exc:  # pathological inputs (deep nesting)
+        raise InvalidCheckpoint(
+            reason(Code.FORMAT_SCHEMA, f"cannot validate: {type(exc).__name__}", file=file, where=prefix or "/")
+        ) from None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def unsupported(name: str, *, file: str, where: str | None, detail: str = "") -> InvalidCheckpoint:
+    """The error for a recognised format quantspec does not support (named, with the supported list)."""
+    extra = f" ({detail})" if detail else ""
+    return InvalidCheckpoint(
+        reason(
+            Code.FORMAT_UNSUPPORTED,
+            f"{name} checkpoints are not supported on Ascend NPUs by quantspec{extra}",
+            file=file,
+            where=where,
+            hint="supported formats: " + ", ".join(SUPPORTED_FORMATS),
+        )
+    )
+
+
+def family_name(family: FormatFamily) -> str:
+    """Human name of a format family, as producers spell it."""
+    return {
+        FormatFamily.AUTO_ROUND: "auto-round",
+        FormatFamily.COMPRESSED_TENSORS: "compressed-tensors",
+    }.get(family, family.value)

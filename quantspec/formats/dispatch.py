@@ -1,0 +1,98 @@
+"""Dispatch a ``quantization_config`` object to its format module by ``quant_method``.
+
+transformers dispatches on ``quant_method`` too, except for bitsandbytes (``load_in_4bit``).
+Objects without ``quant_method`` are legacy ModelSlim maps (msit exports, vLLM-Ascend #633),
+AutoGPTQ ``quantize_config.json`` / old AutoAWQ ``quant_config.json`` side files, or unknown.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from quantspec.description import CheckpointDescription
+from quantspec.errors import Code, InvalidCheckpoint, reason
+from quantspec.formats import modelslim, unsupported
+from quantspec.formats.base import pointer
+from quantspec.vocab import FormatFamily
+
+#: ``quant_method`` values (lower-cased) -> format family.
+METHODS: dict[str, FormatFamily] = {
+    "awq": FormatFamily.AWQ,
+    "gptq": FormatFamily.GPTQ,
+    "auto-round": FormatFamily.AUTO_ROUND,
+    "auto_round": FormatFamily.AUTO_ROUND,
+    "intel/auto-round": FormatFamily.AUTO_ROUND,
+    "compressed-tensors": FormatFamily.COMPRESSED_TENSORS,
+    "compressed_tensors": FormatFamily.COMPRESSED_TENSORS,
+    # very early compressed-tensors files and test fixtures
+    "sparseml": FormatFamily.COMPRESSED_TENSORS,
+}
+
+#: Format family -> module with ``read(data, *, file, source, prefix)``.
+READERS: dict[FormatFamily, str] = {
+    FormatFamily.MODELSLIM: "quantspec.formats.modelslim",
+    FormatFamily.AWQ: "quantspec.formats.awq",
+    FormatFamily.GPTQ: "quantspec.formats.gptq",
+    FormatFamily.AUTO_ROUND: "quantspec.formats.auto_round",
+    FormatFamily.COMPRESSED_TENSORS: "quantspec.formats.compressed_tensors",
+}
+
+
+def _method_without_key(data: Mapping[str, Any], default_method: str | None) -> str | None:
+    if modelslim.looks_like_modelslim(data):
+        return "modelslim"
+    if "w_bit" in data or "q_group_size" in data or ("zero_point" in data and "bits" in data):
+        return "awq"  # old AutoAWQ quant_config.json
+    if "bits" in data and ("desc_act" in data or "damp_percent" in data or "sym" in data):
+        return default_method if default_method in ("gptq", "auto-round") else "gptq"
+    return None
+
+
+def family_of(data: Any, *, default_method: str | None = None) -> tuple[FormatFamily | None, str | None]:
+    """``(family, None)`` for a supported config, ``(None, name)`` for a recognised unsupported one."""
+    if not isinstance(data, Mapping):
+        return None, "non-object quantization config"
+    rejection = unsupported.recognise(data, file="", where=None)
+    if rejection is not None:
+        return None, rejection.reasons[0].message.split(" checkpoints are")[0]
+    method = data.get("quant_method")
+    if method is None:
+        guessed = _method_without_key(data, default_method)
+        if guessed == "modelslim":
+            return FormatFamily.MODELSLIM, None
+        if guessed is None:
+            return None, "quantization config without quant_method"
+        method = guessed
+    if isinstance(method, str) and method.lower() in METHODS:
+        return METHODS[method.lower()], None
+    return None, f"quant_method {method!r}"
+
+
+def read_quant_config(
+    data: Any, *, file: str, source: str, prefix: str = "", default_method: str | None = None
+) -> CheckpointDescription:
+    """Parse and normalise one quantization-config object; raise for unsupported or malformed ones."""
+    if not isinstance(data, Mapping):
+        raise InvalidCheckpoint(reason(
+            Code.FORMAT_WRONG_TYPE, "the quantization config must be a JSON object", file=file, where=prefix or "/",
+        ))
+    rejection = unsupported.recognise(data, file=file, where=prefix or None)
+    if rejection is not None:
+        raise rejection
+    family, _ = family_of(data, default_method=default_method)
+    if family is None:
+        method = data.get("quant_method")
+        if method is None:
+            raise InvalidCheckpoint(reason(
+                Code.FORMAT_UNSUPPORTED,
+                "quantization config has no quant_method and matches no known producer",
+                file=file, where=prefix or "/",
+                hint="add quant_method (awq, gptq, auto-round, compressed-tensors), or use a "
+                     "quant_model_description.json for ModelSlim",
+            ))
+        raise unsupported.unknown_method(method, file=file, where=pointer(prefix, "quant_method"))
+    module = importlib.import_module(READERS[family])
+    result: CheckpointDescription = module.read(data, file=file, source=source, prefix=prefix)
+    return result

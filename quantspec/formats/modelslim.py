@@ -1,0 +1,338 @@
+"""msModelSlim ``quant_model_description.json`` (Ascend's own format).
+
+The file is a flat object: a few header keys (``model_quant_type``, ``version``,
+``group_size``, ``kv_cache_type``...) and one entry **per tensor** naming its quantization
+type (``"model.layers.0.mlp.down_proj.weight": "W8A8_DYNAMIC"``). As in vLLM-Ascend and
+SGLang, only the ``<module>.weight`` entry decides a module's scheme; the other entries are
+recorded in ``declared_tensors`` and the C8 / FAKQuant entries name the attention modules
+whose KV cache is quantized. A module without an entry is not assumed float
+(``requires_entry``): engines fail on it, so the planner reports it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import JsonValue
+
+from quantspec.description import (
+    ActQuant,
+    CheckpointDescription,
+    KVCacheQuant,
+    Matcher,
+    QuantSpec,
+    Rule,
+    WeightQuant,
+)
+from quantspec.errors import Code, Reason, reason
+from quantspec.formats.base import RawModel, parse_raw, pointer
+from quantspec.vocab import (
+    ElementType,
+    FormatFamily,
+    Granularity,
+    Layout,
+    MatchKind,
+    SchemeId,
+    ZeroPoint,
+)
+
+FILENAME = "quant_model_description.json"
+
+#: Label that keeps a tensor unquantized.
+FLOAT_LABEL = "FLOAT"
+
+
+class ModelSlimDescription(RawModel):
+    """Raw ``quant_model_description.json``: declared header keys plus one entry per tensor.
+
+    Per-tensor entries are the extra keys (``extra="allow"``); their values are type labels.
+    ``null`` header values mean "absent" (legacy exports write ``"fa_quant_type": null``).
+    """
+
+    model_quant_type: str | None = None
+    version: str | None = None
+    group_size: int | None = None
+    kv_cache_type: str | None = None
+    kv_quant_type: str | None = None
+    fa_quant_type: str | None = None
+    reduce_quant_type: str | None = None
+    indexer_quant_type: str | None = None
+    metadata: dict[str, JsonValue] | None = None
+    optional: dict[str, JsonValue] | None = None
+    is_rot_used: bool | None = None
+    max_supported_tp: int | None = None
+    # diffusion (Wan2.2 MXFP4) exports
+    timestep_policy: dict[str, JsonValue] | None = None
+    mxfp4_scale_alg: int | None = None
+    mxfp4_dst_type_max: float | None = None
+    # non-standard keys SGLang reads when present
+    ignore: list[str] | None = None
+    packed_modules_mapping: dict[str, list[str]] | None = None
+    # legacy msModelSlim / msit metadata, read by nobody
+    w_bit: int | None = None
+    a_bit: int | None = None
+    w_sym: bool | None = None
+    is_dynamic: bool | None = None
+    dev_type: str | None = None
+    anti_method: str | None = None
+    act_method: int | None = None
+    fraction: float | None = None
+    # injected by vLLM-Ascend's compressed-tensors W4A8 adapter; seen in dumped descriptions
+    ascend_quant_method: str | None = None
+    weight_strategy: str | None = None
+
+    def tensor_entries(self) -> dict[str, Any]:
+        """The per-tensor entries (every key the model does not declare), in file order."""
+        return self.extra_keys()
+
+
+#: Header keys (the declared fields); everything else is a tensor entry.
+HEADER_KEYS: tuple[str, ...] = tuple(ModelSlimDescription.model_fields)
+
+_INT8_CHANNEL = {"element": ElementType.INT8, "bits": 8, "granularity": Granularity.CHANNEL}
+_TOKEN_INT8 = ActQuant(element=ElementType.INT8, bits=8, dynamic=True, granularity=Granularity.TOKEN)
+_MX_GROUP = 32
+
+
+def _offset_weight(**kw: Any) -> WeightQuant:
+    # ModelSlim writes a float ``weight_offset`` beside ``weight_scale`` for integer weights.
+    return WeightQuant(symmetric=False, zero_point=ZeroPoint.FLOAT_OFFSET, **kw)
+
+
+def _mx_act(element: ElementType, bits: int) -> ActQuant:
+    return ActQuant(element=element, bits=bits, dynamic=True, granularity=Granularity.GROUP, group_size=_MX_GROUP)
+
+
+def _mx_weight(element: ElementType, bits: int, layout: Layout, group: int | None) -> WeightQuant:
+    return WeightQuant(
+        element=element, bits=bits, granularity=Granularity.GROUP, group_size=group or _MX_GROUP,
+        layout=layout, scale_dtype="e8m0",
+    )
+
+
+def label_spec(label: str, *, version: str | None, group_size: int | None) -> QuantSpec | None:
+    """The :class:`QuantSpec` of one ModelSlim type label; None for unknown labels."""
+    group = group_size if group_size and group_size > 0 else None
+    int4_gran = Granularity.GROUP if group else Granularity.CHANNEL
+    match label:
+        case "W8A8":
+            return QuantSpec(
+                scheme=SchemeId.W8A8_STATIC, label=label,
+                weight=_offset_weight(layout=Layout.MODELSLIM_INT8, **_INT8_CHANNEL),
+                activation=ActQuant(element=ElementType.INT8, bits=8, dynamic=False,
+                                    granularity=Granularity.TENSOR, symmetric=False),
+            )
+        case "W8A8_DYNAMIC":
+            return QuantSpec(scheme=SchemeId.W8A8_DYNAMIC, label=label,
+                             weight=_offset_weight(layout=Layout.MODELSLIM_INT8, **_INT8_CHANNEL),
+                             activation=_TOKEN_INT8)
+        case "W8A16":
+            return QuantSpec(scheme=SchemeId.W8A16, label=label,
+                             weight=_offset_weight(layout=Layout.MODELSLIM_INT8, **_INT8_CHANNEL))
+        case "W4A8_DYNAMIC":
+            # version "1.0.0" marks the int4-pairs-per-int8 layout with a precomputed scale_bias.
+            layout = Layout.MODELSLIM_INT4X2 if version == "1.0.0" else Layout.MODELSLIM_INT4
+            return QuantSpec(scheme=SchemeId.W4A8_DYNAMIC, label=label,
+                             weight=_offset_weight(element=ElementType.INT4, bits=4, granularity=int4_gran,
+                                                   group_size=group, layout=layout),
+                             activation=_TOKEN_INT8)
+        case "W4A4_DYNAMIC":
+            return QuantSpec(scheme=SchemeId.W4A4_DYNAMIC, label=label,
+                             weight=_offset_weight(element=ElementType.INT4, bits=4,
+                                                   granularity=Granularity.CHANNEL, layout=Layout.MODELSLIM_INT4),
+                             activation=ActQuant(element=ElementType.INT4, bits=4, dynamic=True,
+                                                 granularity=Granularity.TOKEN))
+        case "W8A8_MXFP8":
+            return QuantSpec(scheme=SchemeId.W8A8_MXFP8, label=label,
+                             weight=_mx_weight(ElementType.FP8_E4M3, 8, Layout.MX_FP8, group),
+                             activation=_mx_act(ElementType.FP8_E4M3, 8))
+        case "W4A8_MXFP":
+            return QuantSpec(scheme=SchemeId.W4A8_MXFP, label=label,
+                             weight=_mx_weight(ElementType.FP4_E2M1, 4, Layout.MX_FP4, group),
+                             activation=_mx_act(ElementType.FP8_E4M3, 8))
+        case "W4A4_MXFP4":
+            return QuantSpec(scheme=SchemeId.W4A4_MXFP4, label=label,
+                             weight=_mx_weight(ElementType.FP4_E2M1, 4, Layout.MX_FP4, group),
+                             activation=_mx_act(ElementType.FP4_E2M1, 4))
+        case "W8A8FP8_DYNAMIC":
+            # fp8 weight [N, K] with per-channel weight_scale: the ModelSlim int8 tensor layout
+            # with an fp8 element type.
+            return QuantSpec(scheme=SchemeId.W8A8_FP8_DYNAMIC, label=label,
+                             weight=WeightQuant(element=ElementType.FP8_E4M3, bits=8,
+                                                granularity=Granularity.CHANNEL, layout=Layout.MODELSLIM_INT8),
+                             activation=ActQuant(element=ElementType.FP8_E4M3, bits=8, dynamic=True,
+                                                 granularity=Granularity.TOKEN))
+    return None
+
+
+#: Labels ModelSlim writes that no NPU scheme of quantspec implements (reported as notes).
+KNOWN_UNMAPPED: frozenset[str] = frozenset({
+    "W4A16", "W8A8_MIX", "WFP8AFP8_DYNAMIC", "W4A4_MXFP4_DUALSCALE", "W4A4_MXFP4_SVD",
+    "W8A8_TIMESTEP", "W8A8_PER_CHANNEL", "W8A8_PER_TENSOR", "W8A8S", "W8A8SC",
+    "W4A4_MXFP4_FLATQUANT", "W4A4_FLATQUANT_DYNAMIC", "W4A16_MXFP4", "W4A8_MXFP4",
+})
+
+_WA_RE = re.compile(r"^W(\d+)A(\d+)")
+
+
+def _unmapped_spec(label: str) -> QuantSpec:
+    """A scheme-less spec for a label we cannot map: the bit width from ``W<b>A<b>`` when present."""
+    m = _WA_RE.match(label)
+    bits = int(m.group(1)) if m else 0
+    element = {2: ElementType.INT2, 3: ElementType.INT3, 4: ElementType.INT4, 8: ElementType.INT8}.get(bits)
+    if element is None:
+        weight = WeightQuant(element=ElementType.FLOAT, bits=16, granularity=Granularity.TENSOR, layout=Layout.FLOAT)
+    else:
+        weight = _offset_weight(element=element, bits=bits, granularity=Granularity.CHANNEL,
+                                layout=Layout.MODELSLIM_INT4 if bits == 4 else Layout.MODELSLIM_INT8)
+    return QuantSpec(scheme=None, label=label, weight=weight)
+
+
+_C8_RE = re.compile(r"^(?P<attn>.+)\.[^.]+\.kv_cache_(?:scale|offset)$")
+_FA_RE = re.compile(r"^(?P<attn>.+)\.fa_[qkv]\.(?:scale|offset)$")
+
+
+def normalise(raw: ModelSlimDescription, *, file: str, source: str, prefix: str = "") -> CheckpointDescription:
+    """Normalise a parsed description into a :class:`CheckpointDescription`."""
+    findings: list[Reason] = []
+    extras: dict[str, JsonValue] = {}
+    for key in HEADER_KEYS:
+        value = getattr(raw, key)
+        if value is not None:  # null means absent (vLLM-Ascend's `!= ""` test is fooled by null)
+            extras[key] = value
+    rules: list[Rule] = []
+    declared: list[str] = []
+    specs: dict[str, QuantSpec | None] = {}
+    reported: set[str] = set()
+    c8: list[str] = []
+    fa: list[str] = []
+    first_ptr: dict[str, str] = {}
+    for key, value in raw.tensor_entries().items():
+        ptr = pointer(prefix, key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            extras[key] = value
+            findings.append(reason(
+                Code.FORMAT_UNKNOWN_VALUE,
+                f"unknown key {key!r} with a non-string value; kept as a header key",
+                file=file, where=ptr, hint="tensor entries map a tensor name to a type label such as \"W8A8\"",
+            ))
+            continue
+        declared.append(key)
+        if (m := _C8_RE.match(key)) and not key.endswith(".weight"):
+            c8.append(m.group("attn"))
+            first_ptr.setdefault("c8", ptr)
+            continue
+        if m := _FA_RE.match(key):
+            fa.append(m.group("attn"))
+            first_ptr.setdefault("fa", ptr)
+            continue
+        if not key.endswith(".weight"):
+            continue
+        module = key[: -len(".weight")]
+        if value not in specs:
+            specs[value] = None if value == FLOAT_LABEL else _spec_or_unmapped(
+                value, raw, findings, reported, file=file, where=ptr)
+        rules.append(Rule(match=Matcher(kind=MatchKind.EXACT, patterns=(module,)), quant=specs[value], origin=ptr))
+    kv = _kv_items(raw, c8, fa, first_ptr, findings, file=file, prefix=prefix)
+    return CheckpointDescription(
+        format=FormatFamily.MODELSLIM,
+        source=source,
+        producer_version=raw.version,
+        rules=tuple(rules),
+        default=None,
+        requires_entry=True,
+        declared_tensors=tuple(declared),
+        kv_cache=kv,
+        extras=extras,
+        findings=tuple(findings),
+    )
+
+
+def _spec_or_unmapped(
+    label: str, raw: ModelSlimDescription, findings: list[Reason], reported: set[str], *, file: str, where: str
+) -> QuantSpec:
+    spec = label_spec(label, version=raw.version, group_size=raw.group_size)
+    if spec is not None:
+        return spec
+    if label not in reported:
+        reported.add(label)
+        if label in KNOWN_UNMAPPED:
+            findings.append(reason(
+                Code.FORMAT_NOTE,
+                f"ModelSlim type {label!r} has no NPU scheme in quantspec; modules using it will be rejected",
+                file=file, where=where,
+            ))
+        else:
+            findings.append(reason(
+                Code.FORMAT_UNKNOWN_VALUE,
+                f"unknown ModelSlim quantization type {label!r}; kept, but no scheme implements it",
+                file=file, where=where,
+                hint="known types: FLOAT, W8A8, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC, W4A4_DYNAMIC, "
+                     "W8A8_MXFP8, W4A8_MXFP, W4A4_MXFP4, W8A8FP8_DYNAMIC",
+            ))
+    return _unmapped_spec(label)
+
+
+def _kv_items(
+    raw: ModelSlimDescription,
+    c8: list[str],
+    fa: list[str],
+    first_ptr: Mapping[str, str],
+    findings: list[Reason],
+    *,
+    file: str,
+    prefix: str,
+) -> tuple[KVCacheQuant, ...]:
+    items: list[KVCacheQuant] = []
+    kv_type = raw.kv_cache_type or raw.kv_quant_type
+    kv_key = "kv_cache_type" if raw.kv_cache_type else "kv_quant_type"
+    if c8:
+        items.append(KVCacheQuant(
+            scheme=SchemeId.KV_C8, label=kv_type or "C8", element=ElementType.INT8, bits=8,
+            granularity=Granularity.CHANNEL, symmetric=False, modules=tuple(dict.fromkeys(c8)),
+            origin=pointer(prefix, kv_key) if kv_type else first_ptr["c8"],
+        ))
+        if not kv_type:
+            findings.append(reason(
+                Code.FORMAT_NOTE, "C8 kv_cache_scale/offset entries are present but kv_cache_type is not set",
+                file=file, where=first_ptr["c8"],
+                hint="engines enable the C8 KV cache only when kv_cache_type is \"C8\"",
+            ))
+    elif kv_type:
+        findings.append(reason(
+            Code.FORMAT_NOTE, f"{kv_key} is {kv_type!r} but no *.kv_cache_scale entries name the attention layers",
+            file=file, where=pointer(prefix, kv_key),
+        ))
+    if fa:
+        items.append(KVCacheQuant(
+            scheme=SchemeId.FA_KQUANT, label=raw.fa_quant_type or "FAKQuant", element=ElementType.INT8, bits=8,
+            granularity=Granularity.HEAD, symmetric=False, modules=tuple(dict.fromkeys(fa)),
+            origin=pointer(prefix, "fa_quant_type") if raw.fa_quant_type else first_ptr["fa"],
+        ))
+    elif raw.fa_quant_type:
+        findings.append(reason(
+            Code.FORMAT_NOTE, f"fa_quant_type is {raw.fa_quant_type!r} but no *.fa_k.scale entries name the layers",
+            file=file, where=pointer(prefix, "fa_quant_type"),
+        ))
+    return tuple(items)
+
+
+def read(data: Any, *, file: str, source: str, prefix: str = "") -> CheckpointDescription:
+    """Parse and normalise a ModelSlim description given as decoded JSON."""
+    raw = parse_raw(ModelSlimDescription, data, file=file, prefix=prefix)
+    return normalise(raw, file=file, source=source, prefix=prefix)
+
+
+def looks_like_modelslim(data: Mapping[str, Any]) -> bool:
+    """Whether a ``quantization_config`` without ``quant_method`` is a legacy ModelSlim map.
+
+    Legacy msit exports put the whole per-tensor map into ``config.json`` (vLLM-Ascend #633):
+    tensor names ending in ``.weight`` mapped to type labels.
+    """
+    return any(isinstance(v, str) and k.endswith(".weight") for k, v in data.items()) or (
+        "model_quant_type" in data
+    )
