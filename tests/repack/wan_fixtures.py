@@ -53,7 +53,8 @@ def _t(out: dict[str, Tensor], name: str, dtype: str, shape: tuple[int, ...]) ->
     out[name] = (dtype, shape, data(name, dtype, shape))
 
 
-def _linear(out: dict[str, Tensor], desc: dict[str, str], prefix: str, n: int, k: int, scheme: str | None) -> None:
+def _linear(out: dict[str, Tensor], desc: dict[str, str], prefix: str, n: int, k: int, *,
+            scheme: str | None) -> None:
     if scheme is None:
         _t(out, f"{prefix}.weight", "BF16", (n, k))
         desc[f"{prefix}.weight"] = "FLOAT"
@@ -82,35 +83,35 @@ def wan_export(scheme: str, *, i2v: bool = False) -> tuple[dict[str, Tensor], di
     d: dict[str, str] = {}
     _float(t, d, "patch_embedding.weight", (DIM, 16, 1, 2, 2))
     _float(t, d, "patch_embedding.bias", (DIM,))
-    _linear(t, d, "text_embedding.0", DIM, TEXT_DIM, None)
-    _linear(t, d, "text_embedding.2", DIM, DIM, None)
-    _linear(t, d, "time_embedding.0", DIM, FREQ_DIM, None)
-    _linear(t, d, "time_embedding.2", DIM, DIM, None)
-    _linear(t, d, "time_projection.1", DIM * 6, DIM, None)
+    _linear(t, d, "text_embedding.0", DIM, TEXT_DIM, scheme=None)
+    _linear(t, d, "text_embedding.2", DIM, DIM, scheme=None)
+    _linear(t, d, "time_embedding.0", DIM, FREQ_DIM, scheme=None)
+    _linear(t, d, "time_embedding.2", DIM, DIM, scheme=None)
+    _linear(t, d, "time_projection.1", DIM * 6, DIM, scheme=None)
     for i in range(LAYERS):
         b = f"blocks.{i}"
         _float(t, d, f"{b}.modulation", (1, 6, DIM))
         for attn in ("self_attn", "cross_attn"):
             for proj in ("q", "k", "v", "o"):
-                _linear(t, d, f"{b}.{attn}.{proj}", DIM, DIM, scheme)
+                _linear(t, d, f"{b}.{attn}.{proj}", DIM, DIM, scheme=scheme)
             _float(t, d, f"{b}.{attn}.norm_q.weight", (DIM,))
             _float(t, d, f"{b}.{attn}.norm_k.weight", (DIM,))
         if i2v:
-            _linear(t, d, f"{b}.cross_attn.k_img", DIM, DIM, scheme)
-            _linear(t, d, f"{b}.cross_attn.v_img", DIM, DIM, scheme)
+            _linear(t, d, f"{b}.cross_attn.k_img", DIM, DIM, scheme=scheme)
+            _linear(t, d, f"{b}.cross_attn.v_img", DIM, DIM, scheme=scheme)
             _float(t, d, f"{b}.cross_attn.norm_k_img.weight", (DIM,))
         _float(t, d, f"{b}.norm3.weight", (DIM,))
         _float(t, d, f"{b}.norm3.bias", (DIM,))
-        _linear(t, d, f"{b}.ffn.0", FFN, DIM, scheme)
-        _linear(t, d, f"{b}.ffn.2", DIM, FFN, scheme)
+        _linear(t, d, f"{b}.ffn.0", FFN, DIM, scheme=scheme)
+        _linear(t, d, f"{b}.ffn.2", DIM, FFN, scheme=scheme)
     if i2v:
         _float(t, d, "img_emb.proj.0.weight", (DIM,))
         _float(t, d, "img_emb.proj.0.bias", (DIM,))
-        _linear(t, d, "img_emb.proj.1", DIM, DIM, None)
-        _linear(t, d, "img_emb.proj.3", DIM, DIM, None)
+        _linear(t, d, "img_emb.proj.1", DIM, DIM, scheme=None)
+        _linear(t, d, "img_emb.proj.3", DIM, DIM, scheme=None)
         _float(t, d, "img_emb.proj.4.weight", (DIM,))
         _float(t, d, "img_emb.proj.4.bias", (DIM,))
-    _linear(t, d, "head.head", 64, DIM, None)
+    _linear(t, d, "head.head", 64, DIM, scheme=None)
     _float(t, d, "head.modulation", (1, 2, DIM))
     desc: dict[str, object] = {"model_quant_type": scheme, "version": "1.0.0",
                                "group_size": 32 if scheme == "W8A8_MXFP8" else 0, **d,
