@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from enum import StrEnum
 from pathlib import Path
@@ -289,7 +288,9 @@ def repack_wan(
         raise InvalidCheckpoint(problems)
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent))
+    # Not tempfile.mkdtemp: its 0o700 mode would survive the final rename; mkdir honours the umask.
+    staging = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.mkdir()
     try:
         copied = _copy_original(original_model_path, staging)
         results = tuple(_write_component(job, original_model_path, staging) for job in jobs)

@@ -240,3 +240,10 @@ def test_index_disagreeing_with_shards_is_reported(cascade: Cascade) -> None:
     got = {(r.code, r.where) for r in info.value.reasons}
     assert (Code.REPACK_INDEX_MISMATCH, "head.head.weight") in got
     assert (Code.FILE_NOT_FOUND, "/weight_map") in got
+
+
+def test_output_folder_permissions_follow_the_umask(cascade: Cascade) -> None:
+    _run(cascade)
+    reference = cascade.root / "plain"
+    reference.mkdir()
+    assert cascade.output.stat().st_mode == reference.stat().st_mode
