@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from quantspec._io import read_json
-from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
+from quantspec.errors import Code, InvalidCheckpoint, InvalidInput, Reason, reason
 from quantspec.repack.modelslim_desc import read_description
 from quantspec.repack.safetensors_stream import TensorInfo, read_header
 
@@ -90,7 +90,7 @@ def read_source(folder: Path) -> TransformerSource:
     for path in files:
         try:
             found, _metadata = read_header(path)
-        except InvalidCheckpoint as exc:
+        except InvalidInput as exc:
             problems.extend(exc.reasons)
             continue
         for name, info in found.items():
@@ -103,10 +103,13 @@ def read_source(folder: Path) -> TransformerSource:
                 tensors[name] = info
     indexes = sorted(p for p in folder.glob(INDEX_GLOB) if p.is_file())
     if indexes and not problems:
-        problems.extend(_index_reasons(indexes[0], tensors, files))
+        try:
+            problems.extend(_index_reasons(indexes[0], tensors, files))
+        except InvalidInput as exc:
+            problems.extend(exc.reasons)
     try:
         description = read_description(descriptions[0])
-    except InvalidCheckpoint as exc:
+    except InvalidInput as exc:
         problems.extend(exc.reasons)
         description = {}
     if problems:

@@ -130,7 +130,7 @@ def _check_original(original: Path, model_type: WanModelType) -> list[Reason]:
                        hint="pass the Hugging Face *-Diffusers model folder as --original-model-path")]
     try:
         model_index = read_json(index_path)
-    except InvalidCheckpoint as exc:
+    except InvalidInput as exc:
         return list(exc.reasons)
     if not isinstance(model_index, dict):
         return [reason(Code.FORMAT_WRONG_TYPE, f"{MODEL_INDEX} is not a JSON object", file=str(index_path))]
@@ -276,22 +276,22 @@ def repack_wan(
     jobs: list[_Job] = []
     try:
         folders = _source_folders(quant_path, model_type)
-    except InvalidCheckpoint as exc:
+    except InvalidInput as exc:
         problems += exc.reasons
         folders = {}
     for component, folder in folders.items():
         try:
             jobs.append(_plan(component, folder))
-        except InvalidCheckpoint as exc:
+        except InvalidInput as exc:
             problems += exc.reasons
     if problems:
         raise InvalidCheckpoint(problems)
 
-    output_path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkdtemp: its 0o700 mode would survive the final rename; mkdir honours the umask.
     staging = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    staging.mkdir()
     try:
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
         copied = _copy_original(original_model_path, staging)
         results = tuple(_write_component(job, original_model_path, staging) for job in jobs)
         _install(staging, output_path, force)

@@ -247,3 +247,12 @@ def test_output_folder_permissions_follow_the_umask(cascade: Cascade) -> None:
     reference = cascade.root / "plain"
     reference.mkdir()
     assert cascade.output.stat().st_mode == reference.stat().st_mode
+
+
+def test_output_under_a_file_is_a_write_error(cascade: Cascade) -> None:
+    blocker = cascade.root / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(QuantspecError) as info:
+        repack_wan(T2V, cascade.original, cascade.quant, blocker / "out")
+    assert info.value.code is Code.WRITE_FAILED
+    assert blocker.read_text() == "x"
