@@ -39,6 +39,8 @@ HEADER_KEYS: frozenset[str] = frozenset({
 
 #: The value of an entry whose tensor stays in floating point.
 FLOAT = "FLOAT"
+#: safetensors dtypes of unquantized tensors.
+FLOAT_DTYPES: frozenset[str] = frozenset({"F16", "BF16", "F32", "F64"})
 
 #: Wan modules that are embeddings or embedders (patch embedding Conv3d, the time, text and
 #: image condition embedders). SGLang builds them unquantized; see docs/repack.md.
@@ -81,19 +83,25 @@ def is_embedding_tensor(name: str) -> bool:
     return parts[0] in EMBEDDING_MODULES or any("embed" in p for p in parts[:-1])
 
 
-def embedding_reasons(doc: Mapping[str, Any], *, file: str) -> list[Reason]:
-    """One reason per quantized entry of an embedding module (value other than ``FLOAT``)."""
-    return [
-        reason(
-            Code.PLAN_QUANTIZED_EMBEDDING,
-            EMBEDDING_MESSAGE,
-            file=file,
-            where=name,
-            hint=f"{name!r} is described as {value!r}; requantize with the embedding layers left in float",
-        )
-        for name, value in entries(doc).items()
-        if value != FLOAT and is_embedding_tensor(name)
-    ]
+def embedding_reasons(doc: Mapping[str, Any], dtypes: Mapping[str, str], *, file: str) -> list[Reason]:
+    """One reason per quantized tensor of an embedding module.
+
+    Quantized means described as anything but ``FLOAT``, or stored in a non-float dtype
+    (int8/fp8/uint8 codes, scales): the second catches a description that disagrees with
+    the weights.
+    """
+    described = entries(doc)
+    problems: list[Reason] = []
+    for name in sorted(set(described) | set(dtypes)):
+        if not is_embedding_tensor(name):
+            continue
+        value, dtype = described.get(name, FLOAT), dtypes.get(name)
+        if value == FLOAT and (dtype is None or dtype in FLOAT_DTYPES):
+            continue
+        what = f"described as {value!r}" if value != FLOAT else f"stored as {dtype}"
+        problems.append(reason(Code.PLAN_QUANTIZED_EMBEDDING, EMBEDDING_MESSAGE, file=file, where=name,
+                               hint=f"{name!r} is {what}; requantize with the embedding layers left in float"))
+    return problems
 
 
 def match_reasons(doc: Mapping[str, Any], tensor_names: set[str], *, description: str,

@@ -188,7 +188,8 @@ def _plan(component: str, folder: Path) -> _Job:
     weights = ", ".join(p.name for p in source.weight_files)
     problems = modelslim_desc.match_reasons(source.description, set(source.tensors),
                                             description=desc_file, weights=weights)
-    problems += modelslim_desc.embedding_reasons(source.description, file=desc_file)
+    dtypes = {name: info.dtype for name, info in source.tensors.items()}
+    problems += modelslim_desc.embedding_reasons(source.description, dtypes, file=desc_file)
     names = set(source.tensors) | set(modelslim_desc.entries(source.description))
     try:
         mapping = rename_all(sorted(names), file=str(folder))

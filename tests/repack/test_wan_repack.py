@@ -14,7 +14,7 @@ from quantspec.repack import safetensors_stream as sts
 from quantspec.repack.modelslim_desc import EMBEDDING_MESSAGE
 from quantspec.repack.renames import rename
 from tests.repack.conftest import Cascade
-from tests.repack.wan_fixtures import Tensor, write_export, write_original
+from tests.repack.wan_fixtures import DIM, Tensor, wan_export, write_export, write_original, write_safetensors
 
 T2V = WanModelType.T2V_A14B
 HEADER = ("model_quant_type", "version", "group_size", "metadata", "optional")
@@ -156,6 +156,21 @@ def test_quantized_embedding_is_refused(cascade: Cascade) -> None:
     assert all(r.message == "quantized embeddings are not supported; disable embedding quantization in "
                "msModelSlim" == EMBEDDING_MESSAGE for r in reasons)
     assert not cascade.output.exists()
+
+
+def test_embedding_stored_quantized_is_refused_whatever_the_description(tmp_path: Path) -> None:
+    original, quant = tmp_path / "orig", tmp_path / "quant"
+    write_original(original, cascade=False)
+    tensors, desc = wan_export("W8A8_DYNAMIC")
+    tensors["text_embedding.2.weight"] = ("I8", (DIM, DIM), bytes(DIM * DIM))
+    write_safetensors(quant / "quant_model_weight_w8a8_dynamic.safetensors", tensors)
+    (quant / "quant_model_description.json").write_text(json.dumps(desc))
+    with pytest.raises(InvalidCheckpoint) as info:
+        repack_wan(WanModelType.TI2V_5B, original, quant, tmp_path / "out")
+    [only] = info.value.reasons
+    assert (only.code, only.where, only.message) == (
+        Code.PLAN_QUANTIZED_EMBEDDING, "text_embedding.2.weight", EMBEDDING_MESSAGE)
+    assert "stored as I8" in (only.hint or "")
 
 
 @pytest.mark.parametrize("force", [False, True])
