@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
@@ -178,17 +178,22 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     return resolved, {str(k): str(v) for k, v in metadata.items()}
 
 
-def _alignment_key(item: tuple[str, TensorInfo]) -> tuple[int, str]:
+#: A tensor to write: its (new) name and where its bytes are.
+Renamed: TypeAlias = tuple[str, TensorInfo]
+
+
+def _alignment_key(item: Renamed) -> tuple[int, str]:
     # Widest dtypes first: every tensor's byte length is a multiple of its element size, so
     # after an 8-byte-aligned header each tensor starts aligned for zero-copy readers.
     bits = DTYPE_BITS[item[1].dtype]
     return (-(bits if bits % 8 == 0 else 0), item[0])
 
 
-def plan_layout(tensors: Iterable[tuple[str, TensorInfo]], metadata: dict[str, str]) -> tuple[bytes, list[
-        tuple[str, TensorInfo]]]:
+def plan_layout(tensors: Iterable[Renamed], metadata: dict[str, str]) -> tuple[bytes, list[Renamed]]:
     """Build the header bytes (length prefix included) and the order in which data is written."""
     order = sorted(tensors, key=_alignment_key)
+    if len({name for name, _ in order}) != len(order):
+        raise ValueError("two tensors with the same name; rename_all() refuses such mappings")
     header: dict[str, object] = {_METADATA: dict(metadata)} if metadata else {}
     offset = 0
     for name, info in order:
@@ -213,7 +218,7 @@ def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, length: int) -> None:
 
 def write_renamed(
     target: Path,
-    tensors: Iterable[tuple[str, TensorInfo]],
+    tensors: Iterable[Renamed],
     metadata: dict[str, str],
 ) -> int:
     """Write ``(new_name, source)`` pairs to ``target`` as one safetensors file, streaming the data.
