@@ -21,6 +21,12 @@ SCHEMAS: dict[str, str] = {
     "support_matrix.schema.json": "quantspec.matrix.model:SupportMatrix",
     "checkpoint_description.schema.json": "quantspec.description:CheckpointDescription",
     "modelslim_description.schema.json": "quantspec.formats.modelslim:ModelSlimDescription",
+    "gptq_config.schema.json": "quantspec.formats.gptq:GptqConfig",
+    "awq_config.schema.json": "quantspec.formats.awq:AwqConfig",
+    "auto_round_config.schema.json": "quantspec.formats.auto_round:AutoRoundConfig",
+    "compressed_tensors_config.schema.json": "quantspec.formats.compressed_tensors:CompressedTensorsConfig",
+    "gguf_header.schema.json": "quantspec.formats.gguf:GgufHeader",
+    "mxfp8_request.schema.json": "quantspec.formats.mxfp8_online:Mxfp8Request",
 }
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"

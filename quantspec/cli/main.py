@@ -23,6 +23,7 @@ from quantspec.errors import Code, QuantspecError, reason
 COMMANDS: tuple[str, ...] = (
     "quantspec.cli.matrix_cmd",
     "quantspec.cli.docs_cmd",
+    "quantspec.cli.validate_cmd",
     "quantspec.cli.repack_cmd",
 )
 

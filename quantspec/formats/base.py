@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
+from quantspec.description import WeightQuant
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
-from quantspec.vocab import FormatFamily
+from quantspec.vocab import ElementType, FormatFamily, Granularity, SchemeId
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -162,3 +163,41 @@ def family_name(family: FormatFamily) -> str:
         FormatFamily.AUTO_ROUND: "auto-round",
         FormatFamily.COMPRESSED_TENSORS: "compressed-tensors",
     }.get(family, family.value)
+
+
+_INT_ELEMENTS = {2: ElementType.INT2, 3: ElementType.INT3, 4: ElementType.INT4, 8: ElementType.INT8}
+
+
+def int_element(bits: int) -> ElementType | None:
+    """Integer element type of a bit width, None for widths quantspec has no element for."""
+    return _INT_ELEMENTS.get(bits)
+
+
+def weight_only_scheme(bits: int) -> SchemeId | None:
+    """The NPU scheme of integer weight-only quantization (``npu_weight_quant_batchmatmul``)."""
+    return {4: SchemeId.W4A16, 8: SchemeId.W8A16}.get(bits)
+
+
+def group_fields(group_size: int | None) -> tuple[Granularity, int | None]:
+    """Granularity and group size of a GPTQ/AWQ-style ``group_size`` (-1 or None: per channel)."""
+    if group_size is None or group_size <= 0:
+        return Granularity.CHANNEL, None
+    return Granularity.GROUP, group_size
+
+
+def int_weight(bits: int, group_size: int | None, **kw: Any) -> WeightQuant:
+    """An integer WeightQuant; widths without an element type keep their bits on an int8 element."""
+    granularity, group = group_fields(group_size)
+    element = int_element(bits) or ElementType.INT8
+    return WeightQuant(element=element, bits=max(1, min(bits, 32)), granularity=granularity, group_size=group, **kw)
+
+
+def group_label(group_size: int | None) -> str:
+    """``g128`` or ``channel``, for labels."""
+    return f"g{group_size}" if group_size is not None and group_size > 0 else "channel"
+
+
+def extras_of(raw: BaseModel, interpreted: Iterable[str]) -> dict[str, JsonValue]:
+    """Every key of ``raw`` that the normaliser did not turn into rules, as read (nulls dropped)."""
+    data: dict[str, JsonValue] = raw.model_dump(mode="json", exclude_none=True, exclude=set(interpreted))
+    return data

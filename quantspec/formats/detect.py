@@ -3,8 +3,9 @@
 Precedence (first found wins; the others are still read and compared):
 
 1. ``quant_model_description.json`` at the model root (ModelSlim);
-2. ``config.json``: ``quantization_config``, then ``text_config.quantization_config``, then the
-   legacy ``compression_config`` (old llm-compressor); a top-level MLX ``quantization`` object;
+2. ``config.json``: a top-level MLX ``quantization`` object (rejected by name), then
+   ``quantization_config``, ``text_config.quantization_config`` and the legacy
+   ``compression_config`` (old llm-compressor);
 3. side files: ``quantize_config.json``, ``quant_config.json``, ``quantization_config.json``
    (and ModelOpt's ``hf_quant_config.json``, rejected by name);
 4. ``*.gguf`` files.
@@ -15,6 +16,7 @@ between sources are reported as ``format.sources_disagree`` findings, never reso
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -155,11 +157,13 @@ def find_sources(model_dir: Path) -> tuple[list[Source], dict[str, Any]]:
         sources.append(Source(kind=SourceKind.DESCRIPTION, file=modelslim.FILENAME))
     config = rd.load(CONFIG)
     if isinstance(config, Mapping):
+        # mlx-lm also copies its `quantization` object to `quantization_config` (without
+        # quant_method): name it MLX rather than "unknown".
+        if unsupported.is_mlx(config):
+            sources.append(Source(kind=SourceKind.MLX, file=CONFIG, where="/quantization"))
         for path in CONFIG_POINTERS:
             if _get(config, path) is not None:
                 sources.append(Source(kind=SourceKind.CONFIG, file=CONFIG, where=pointer("", *path)))
-        if unsupported.is_mlx(config):
-            sources.append(Source(kind=SourceKind.MLX, file=CONFIG, where="/quantization"))
     for name in SIDE_FILES:
         if rd.load(name) is not None:
             sources.append(Source(kind=SourceKind.SIDE_FILE, file=name))
@@ -185,7 +189,7 @@ def _conflicts(sources: list[Source], chosen: Source, files: Mapping[str, Any]) 
     out: list[Reason] = []
     chosen_data = source_data(chosen, files)
     for other in sources:
-        if other == chosen or (other.kind is SourceKind.GGUF and chosen.kind is SourceKind.GGUF):
+        if other == chosen or _same_split(other, chosen):
             continue
         other_data = source_data(other, files)
         if chosen.kind in (SourceKind.DESCRIPTION, SourceKind.GGUF) or other.kind in (
@@ -210,6 +214,16 @@ def _conflicts(sources: list[Source], chosen: Source, files: Mapping[str, Any]) 
                         hint=f"{chosen.file} is used; make the two files agree",
                     ))
     return out
+
+
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+
+
+def _same_split(a: Source, b: Source) -> bool:
+    """Shards of one split GGUF file are one source, not a disagreement."""
+    if a.kind is not SourceKind.GGUF or b.kind is not SourceKind.GGUF:
+        return False
+    return bool(_SPLIT.search(a.file)) and _SPLIT.sub("", a.file) == _SPLIT.sub("", b.file)
 
 
 def _precedence_hint(chosen: Source, other: Source) -> str:

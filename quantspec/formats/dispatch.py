@@ -43,6 +43,8 @@ READERS: dict[FormatFamily, str] = {
 def _method_without_key(data: Mapping[str, Any], default_method: str | None) -> str | None:
     if modelslim.looks_like_modelslim(data):
         return "modelslim"
+    if "config_groups" in data:
+        return "compressed-tensors"  # bare llm-compressor configs omit quant_method
     if "w_bit" in data or "q_group_size" in data or ("zero_point" in data and "bits" in data):
         return "awq"  # old AutoAWQ quant_config.json
     if "bits" in data and ("desc_act" in data or "damp_percent" in data or "sym" in data):

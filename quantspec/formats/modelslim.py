@@ -331,8 +331,15 @@ def looks_like_modelslim(data: Mapping[str, Any]) -> bool:
     """Whether a ``quantization_config`` without ``quant_method`` is a legacy ModelSlim map.
 
     Legacy msit exports put the whole per-tensor map into ``config.json`` (vLLM-Ascend #633):
-    tensor names ending in ``.weight`` mapped to type labels.
+    tensor names ending in ``.weight`` mapped to ModelSlim type labels.
     """
-    return any(isinstance(v, str) and k.endswith(".weight") for k, v in data.items()) or (
-        "model_quant_type" in data
-    )
+    if "model_quant_type" in data:
+        return True
+    return any(isinstance(v, str) and k.endswith(".weight") and is_known_label(v) for k, v in data.items())
+
+
+def is_known_label(label: str) -> bool:
+    """Whether ``label`` is a ModelSlim type label (mapped or not)."""
+    if label == FLOAT_LABEL or label in KNOWN_UNMAPPED:
+        return True
+    return label_spec(label, version=None, group_size=None) is not None

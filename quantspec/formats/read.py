@@ -32,9 +32,11 @@ def unquantized_description() -> CheckpointDescription:
 def _read_source(model_dir: Path, source: Source, files: dict[str, object]) -> CheckpointDescription:
     file = str(model_dir / source.file)
     if source.kind is SourceKind.GGUF:
-        from quantspec.formats.gguf import read_gguf_description  # imports numpy/gguf: only when needed
+        from quantspec.formats.gguf import read_gguf_description, split_stem  # numpy/gguf: only when needed
 
-        return read_gguf_description(model_dir / source.file, model_dir=model_dir)
+        stem = split_stem(source.file)
+        shards = tuple(sorted(p for p in model_dir.glob("*.gguf") if stem and split_stem(p.name) == stem))
+        return read_gguf_description(model_dir / source.file, model_dir=model_dir, shards=shards)
     if source.kind is SourceKind.MODELOPT:
         raise unsupported.recognise_modelopt_file(files.get(source.file), file=file)
     if source.kind is SourceKind.MLX:

@@ -99,6 +99,9 @@ def recognise(qc: Mapping[str, Any], *, file: str, where: str | None) -> Invalid
     if method == "mxfp4":
         return unsupported("gpt-oss MXFP4 (quant_method mxfp4)", file=file, where=where,
                            detail="fused 3-D expert blocks")
+    section = qc.get("quantization")
+    if isinstance(section, Mapping) and "quant_algo" in section:  # a whole hf_quant_config.json
+        qc = section
     if method == "modelopt" or "quant_algo" in qc:
         algo = qc.get("quant_algo")
         return unsupported("NVIDIA ModelOpt", file=file, where=where,
