@@ -1,0 +1,145 @@
+"""``quantspec.plan(model_dir, target=...)``: plan a checkpoint folder or a Diffusers pipeline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from quantspec._io import read_json
+from quantspec.errors import Code, InvalidInput, Reason, reason
+from quantspec.matrix import SupportMatrix, load_matrix
+from quantspec.plan.inventory import Inventory, read_inventory
+from quantspec.plan.model import Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
+from quantspec.plan.planner import Planner, Setting
+from quantspec.schemes import FLOAT_DTYPES
+from quantspec.vocab import Domain, FormatFamily, NpuGen, Status
+
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+
+
+def policy_for(allow_untested: bool) -> PlanPolicy:
+    """The planning policy: supported cells only, or also untested / in-progress ones."""
+    statuses = (Status.SUPPORTED, Status.UNTESTED, Status.IN_PROGRESS) if allow_untested else (Status.SUPPORTED,)
+    return PlanPolicy(allow_untested=allow_untested, accepted_statuses=statuses)
+
+
+def _config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        return {}
+    data = read_json(path, root=model_dir)
+    return data if isinstance(data, dict) else {}
+
+
+def _model_type(config: dict[str, Any], inv: Inventory) -> str | None:
+    for cfg in (config, config.get("text_config") or {}):
+        if isinstance(cfg, dict) and isinstance(cfg.get("model_type"), str):
+            return str(cfg["model_type"])
+    return inv.architecture
+
+
+def _model_dtype(config: dict[str, Any], inv: Inventory, findings: list[Reason], where: str) -> str | None:
+    for cfg in (config, config.get("text_config") or {}):
+        if isinstance(cfg, dict):
+            for key in ("torch_dtype", "dtype"):
+                value = cfg.get(key)
+                if isinstance(value, str):
+                    value = value.removeprefix("torch.")
+                    return _DTYPE_ALIASES.get(value, value)
+    # No dtype in config.json (Diffusers components): the dtype most float tensors are stored in.
+    counts = Counter(t.dtype for t in inv.tensors.values() if t.dtype in FLOAT_DTYPES)
+    if counts and inv.kind == "safetensors":
+        dtype = counts.most_common(1)[0][0]
+        findings.append(reason(
+            Code.PLAN_WARNING, f"config.json gives no torch_dtype; model dtype taken as {dtype}, the dtype of "
+            f"most float tensors", file=where, hint="set torch_dtype in config.json to make it explicit"))
+        return dtype
+    return None
+
+
+def _plan_one(model_dir: Path, *, target: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix,
+              quantization: str | None, component: str | None, domain: Domain | None
+              ) -> tuple[PlanComponent, list[PlannedLayer], list[Reason], Domain]:
+    from quantspec.formats import read_description  # formats imports its parsers lazily too
+
+    desc = read_description(model_dir, quantization=quantization)
+    inv = read_inventory(model_dir)
+    config = _config(model_dir)
+    findings: list[Reason] = [*desc.findings, *inv.findings]
+    dom = domain or (Domain.DIFFUSION if "_class_name" in config or "_diffusers_version" in config else Domain.LLM)
+    model_type = _model_type(config, inv)
+    model_dtype = _model_dtype(config, inv, findings, str(model_dir / "config.json"))
+    setting = Setting(desc=desc, matrix=matrix, target=target, tp=tp, policy=policy, domain=dom,
+                      model_type=model_type, model_dtype=model_dtype, config=config, component=component)
+    layers = Planner(setting, inv).plan()
+    comp = PlanComponent(name=component or model_dir.name, path=str(model_dir), format=desc.format,
+                         source=desc.source, model_type=model_type, model_dtype=model_dtype)
+    return comp, layers, findings, dom
+
+
+def plan(
+    model_dir: str | Path,
+    *,
+    target: NpuGen | str,
+    tp: int = 1,
+    allow_untested: bool = False,
+    quantization: str | None = None,
+    matrix: SupportMatrix | None = None,
+) -> Plan:
+    """Plan ``model_dir`` for ``target`` from metadata only (no tensor data, no torch).
+
+    Every layer is accepted (scheme, executable class, kernels, transforms, bytes after load,
+    warnings) or rejected with all its reasons. Raises :class:`~quantspec.errors.InvalidInput`
+    only for unreadable or malformed input; unsupported layers are rejections, not errors.
+    A Diffusers pipeline folder (``model_index.json``) is planned component by component.
+    """
+    from quantspec import __version__
+
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise InvalidInput(reason(Code.NOT_A_DIRECTORY, "not a directory", file=str(root)))
+    try:
+        gen = NpuGen(target)
+    except ValueError:
+        raise InvalidInput(reason(Code.USAGE, f"unknown target {target!r}",
+                                  hint=f"one of {', '.join(g.value for g in NpuGen)}")) from None
+    if tp < 1:
+        raise InvalidInput(reason(Code.USAGE, f"--tp must be >= 1, got {tp}"))
+    policy = policy_for(allow_untested)
+    matrix = matrix or load_matrix()
+    kw: dict[str, Any] = {"target": gen, "tp": tp, "policy": policy, "matrix": matrix, "quantization": quantization}
+    if (root / "model_index.json").is_file():
+        from quantspec.formats import pipeline_components
+
+        comps: list[PlanComponent] = []
+        layers: list[PlannedLayer] = []
+        findings: list[Reason] = []
+        for name, path in sorted(pipeline_components(root).items()):
+            if not any(path.glob("*.safetensors")) and not any(path.glob("*.gguf")):
+                continue  # tokenizers, schedulers: nothing to plan
+            comp, comp_layers, comp_findings, _ = _plan_one(path, component=name, domain=Domain.DIFFUSION, **kw)
+            comps.append(comp)
+            layers += comp_layers
+            findings += comp_findings
+        quantized = [c for c in comps if c.format is not FormatFamily.UNQUANTIZED]
+        main = quantized[0] if quantized else (comps[0] if comps else None)
+        fmt = main.format if main else FormatFamily.UNQUANTIZED
+        source = f"{main.name}/{main.source}" if main else "<none>"
+        return _assemble(gen, tp, policy, matrix, fmt, source, Domain.DIFFUSION, main, comps, layers, findings,
+                         __version__)
+    comp, layers, findings, dom = _plan_one(root, component=None, domain=None, **kw)
+    return _assemble(gen, tp, policy, matrix, comp.format, comp.source, dom, comp, [comp], layers, findings,
+                     __version__)
+
+
+def _assemble(gen: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix, fmt: FormatFamily, source: str,
+              domain: Domain, main: PlanComponent | None, comps: list[PlanComponent], layers: list[PlannedLayer],
+              findings: list[Reason], version: str) -> Plan:
+    frozen = tuple(layers)
+    return Plan.model_construct(
+        plan_version=1, quantspec_version=version, matrix_version=matrix.matrix_version, target=gen, tp=tp,
+        format=fmt, source=source, domain=domain, model_type=main.model_type if main else None,
+        model_dtype=main.model_dtype if main else None, policy=policy, components=tuple(comps), layers=frozen,
+        findings=tuple(findings), summary=summarize(frozen),
+    )

@@ -1,0 +1,329 @@
+"""Tensor inventory from metadata only: safetensors headers and GGUF tensor infos.
+
+No tensor data is read. A safetensors file is an 8-byte little-endian header length, a JSON
+header ``{name: {dtype, shape, data_offsets}, "__metadata__": {...}}`` and the data buffer;
+the header is parsed here (not by the ``safetensors`` package, which would need torch or
+numpy) and validated strictly: known dtype names, non-negative integer shapes, offsets inside
+the file whose length matches dtype x shape, no two tensors overlapping.
+
+Which files: the index's weight map when there is one (ModelSlim's
+``quant_model_weights*.safetensors.index.json`` first, then ``model.safetensors.index.json``,
+then any other ``*.safetensors.index.json``), else every ``*.safetensors`` in the folder. A
+weight-map entry that leaves the model folder is refused (``input.path_escape``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from quantspec._io import check_inside, parse_json_text, read_json
+from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
+
+#: safetensors dtype code -> (canonical dtype name, bits per element).
+ST_DTYPES: dict[str, tuple[str, int]] = {
+    "BOOL": ("bool", 8), "U8": ("uint8", 8), "I8": ("int8", 8), "I16": ("int16", 16),
+    "U16": ("uint16", 16), "F16": ("float16", 16), "BF16": ("bfloat16", 16), "I32": ("int32", 32),
+    "U32": ("uint32", 32), "F32": ("float32", 32), "F64": ("float64", 64), "I64": ("int64", 64),
+    "U64": ("uint64", 64), "F8_E4M3": ("float8_e4m3fn", 8), "F8_E5M2": ("float8_e5m2", 8),
+    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8),
+    "F8_E8M0": ("float8_e8m0fnu", 8), "F4": ("float4_e2m1fn", 4), "F6_E2M3": ("float6_e2m3", 6),
+    "F6_E3M2": ("float6_e3m2", 6),
+}
+#: Largest safetensors header accepted (the reference implementation's limit).
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+_MAX_REASONS_PER_FILE = 20
+#: ModelSlim writes ``quant_model_weights-00001-of-00002.safetensors`` (sometimes
+#: ``quant_model_weight_w8a8.safetensors``) with its own index.
+MODELSLIM_INDEX_PREFIXES = ("quant_model_weights", "quant_model_weight")
+_INDEX_SUFFIX = ".safetensors.index.json"
+
+
+class TensorInfo(NamedTuple):
+    """One tensor's metadata: canonical dtype (``int8``, ``bfloat16``, GGML ``Q4_K``...) and shape.
+
+    GGUF shapes are given in numpy/PyTorch order (reversed ggml ``ne``): ``[N, K]`` for a weight.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    #: File relative to the model folder.
+    file: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Every tensor of a checkpoint, by name, and where the list came from."""
+
+    kind: Literal["safetensors", "gguf"]
+    tensors: dict[str, TensorInfo]
+    files: tuple[str, ...]
+    #: The index file used, when there was one.
+    index: str | None = None
+    #: Non-fatal findings (stray files an engine would also load, unlisted tensors...).
+    findings: tuple[Reason, ...] = field(default=())
+    #: GGUF ``general.architecture``.
+    architecture: str | None = None
+
+
+def find_index(model_dir: Path) -> Path | None:
+    """The safetensors index to use, by the precedence in the module docstring."""
+    names = sorted(p.name for p in model_dir.glob(f"*{_INDEX_SUFFIX}") if p.is_file())
+    for pick in (
+        [n for n in names if n.startswith(MODELSLIM_INDEX_PREFIXES)],
+        [n for n in names if n == f"model{_INDEX_SUFFIX}"],
+        names,
+    ):
+        if pick:
+            return model_dir / pick[0]
+    return None
+
+
+def read_inventory(model_dir: Path) -> Inventory:
+    """Inventory of ``model_dir``: safetensors when present, else GGUF; raises InvalidCheckpoint."""
+    model_dir = Path(model_dir)
+    index = find_index(model_dir)
+    st_files = sorted(p.name for p in model_dir.glob("*.safetensors") if p.is_file() or p.is_symlink())
+    if index is not None or st_files:
+        return _safetensors_inventory(model_dir, index, st_files)
+    ggufs = sorted(p.name for p in model_dir.glob("*.gguf"))
+    if ggufs:
+        return gguf_inventory(model_dir, ggufs)
+    raise InvalidCheckpoint(reason(
+        Code.FILE_NOT_FOUND, "no *.safetensors, safetensors index or *.gguf file in the model folder",
+        file=str(model_dir), hint="point at the folder that holds the weight files",
+    ))
+
+
+def _safetensors_inventory(model_dir: Path, index: Path | None, st_files: list[str]) -> Inventory:
+    findings: list[Reason] = []
+    wanted: dict[str, str] | None = None
+    if index is not None:
+        wanted = _weight_map(index, model_dir)
+        files = sorted(set(wanted.values()))
+        stray = sorted(set(st_files) - set(files))
+        if stray:
+            findings.append(reason(
+                Code.PLAN_WARNING,
+                f"{len(stray)} *.safetensors file(s) are not in {index.name} and are ignored: {', '.join(stray[:5])}",
+                file=str(index), hint="engines that glob *.safetensors (SGLang) would load them too; remove them",
+            ))
+    else:
+        files = st_files
+    tensors: dict[str, TensorInfo] = {}
+    reasons: list[Reason] = []
+    for fname in files:
+        path = model_dir / fname
+        try:
+            check_inside(path, model_dir, what="weight file")
+            header = read_safetensors_header(path)
+        except InvalidCheckpoint as exc:
+            reasons.extend(exc.reasons)
+            continue
+        for name, (dtype, shape) in header.items():
+            if wanted is not None and wanted.get(name) != fname:
+                continue
+            if name in tensors:
+                reasons.append(reason(
+                    Code.TENSOR_HEADER, f"tensor {name!r} is in both {tensors[name].file} and {fname}",
+                    file=str(path), where=name, hint="a tensor must be stored once",
+                ))
+                continue
+            tensors[name] = TensorInfo(name, dtype, shape, fname)
+    if wanted is not None and not reasons:
+        missing = [n for n in wanted if n not in tensors]
+        if missing:
+            reasons.append(reason(
+                Code.TENSOR_MISSING,
+                f"{len(missing)} tensor(s) of the weight map are not in their files: {', '.join(missing[:5])}",
+                file=str(index), where=missing[0], hint="the index and the shards are out of sync; re-download",
+            ))
+    if reasons:
+        raise InvalidCheckpoint(reasons)
+    return Inventory("safetensors", tensors, tuple(files), index.name if index else None, tuple(findings))
+
+
+def _weight_map(index: Path, model_dir: Path) -> dict[str, str]:
+    data = read_json(index, root=model_dir)
+    wm = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
+        raise InvalidCheckpoint(reason(
+            Code.FORMAT_WRONG_TYPE, "the index has no weight_map object of tensor name -> file name",
+            file=str(index), where="/weight_map",
+        ))
+    reasons: list[Reason] = []
+    checked: dict[str, bool] = {}
+    for name, fname in wm.items():
+        if fname in checked:
+            continue
+        path = model_dir / fname
+        try:
+            check_inside(path, model_dir, what="weight-map file")
+            ok = path.is_file()
+        except InvalidCheckpoint as exc:
+            reasons.append(exc.reasons[0].model_copy(update={"where": f"/weight_map/{name}", "file": str(index)}))
+            checked[fname] = False
+            continue
+        checked[fname] = ok
+        if not ok:
+            reasons.append(reason(Code.FILE_NOT_FOUND, f"weight file {fname!r} named by the index does not exist",
+                                  file=str(index), where=f"/weight_map/{name}"))
+    if reasons:
+        raise InvalidCheckpoint(reasons)
+    return wm
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Parse and validate one safetensors header: ``{name: (canonical dtype, shape)}``."""
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise _bad(Code.TENSOR_TRUNCATED, "file is shorter than the 8-byte header length", file)
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER_BYTES:
+                raise _bad(Code.TENSOR_HEADER, f"header length {n} exceeds {MAX_HEADER_BYTES} bytes", file)
+            if 8 + n > size:
+                raise _bad(Code.TENSOR_TRUNCATED, f"header length {n} runs past the end of the {size}-byte file", file)
+            raw = fh.read(n)
+    except OSError as exc:
+        raise _bad(Code.FILE_NOT_FOUND, f"cannot read: {exc.strerror}", file) from None
+    header = _parse_header(raw, file)
+    return _validate(header, size - 8 - n, file)
+
+
+def _parse_header(raw: bytes, file: str) -> dict[str, Any]:
+    # Fast path: the C JSON parser. Duplicate names would collapse silently, so the number of
+    # entries is compared with the number of "data_offsets" keys; on a mismatch the strict
+    # (slower) parser runs to name the duplicate.
+    try:
+        data = json.loads(raw, parse_constant=_refuse)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        entries = len(data) - (1 if "__metadata__" in data else 0)
+        if raw.count(b'"data_offsets"') == entries:
+            return data
+    strict = parse_json_text(raw, file=file)
+    if not isinstance(strict, dict):
+        raise _bad(Code.TENSOR_HEADER, "the header is not a JSON object", file)
+    return strict
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _validate(header: dict[str, Any], data_len: int, file: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    spans: list[tuple[int, int, str]] = []
+    reasons: list[Reason] = []
+    dtypes = ST_DTYPES
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                reasons.append(reason(Code.TENSOR_HEADER, "__metadata__ must map strings to strings",
+                                      file=file, where=name))
+            continue
+        try:
+            code = entry["dtype"]
+            shape = entry["shape"]
+            begin, end = entry["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            reasons.append(reason(Code.TENSOR_HEADER, "entry needs dtype, shape and data_offsets [begin, end]",
+                                  file=file, where=name))
+            continue
+        spec = dtypes.get(code) if isinstance(code, str) else None
+        if spec is None:
+            reasons.append(reason(Code.TENSOR_HEADER, f"unknown dtype {code!r}", file=file, where=name,
+                                  hint=f"safetensors dtypes: {', '.join(dtypes)}"))
+            continue
+        if len(entry) != 3 or type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+            reasons.append(reason(Code.TENSOR_HEADER, f"bad entry (shape {shape!r}; unexpected keys?)",
+                                  file=file, where=name))
+            continue
+        if type(begin) is not int or type(end) is not int or not 0 <= begin <= end <= data_len:
+            reasons.append(reason(Code.TENSOR_TRUNCATED,
+                                  f"data_offsets [{begin}, {end}] outside the {data_len}-byte data buffer",
+                                  file=file, where=name))
+            continue
+        count = 1
+        for d in shape:
+            count *= d
+        bits = count * spec[1]
+        if bits % 8 or bits // 8 != end - begin:
+            reasons.append(reason(Code.TENSOR_HEADER,
+                                  f"{code} {shape} needs {bits / 8:g} bytes but data_offsets span {end - begin}",
+                                  file=file, where=name))
+            continue
+        out[name] = (spec[0], tuple(shape))
+        if end > begin:
+            spans.append((begin, end, name))
+        if len(reasons) >= _MAX_REASONS_PER_FILE:
+            break
+    spans.sort()
+    for (_, prev_end, prev), (begin, _, name) in zip(spans, spans[1:], strict=False):
+        if begin < prev_end:
+            reasons.append(reason(Code.TENSOR_HEADER, f"data of {name!r} overlaps data of {prev!r}",
+                                  file=file, where=name))
+            break
+    if reasons:
+        raise InvalidCheckpoint(reasons[:_MAX_REASONS_PER_FILE])
+    return out
+
+
+def _bad(code: Code, message: str, file: str) -> InvalidCheckpoint:
+    return InvalidCheckpoint(reason(code, message, file=file, hint="the file is damaged or not a safetensors file"))
+
+
+# ---------------------------------------------------------------- GGUF
+
+#: GGML types the NPU path dequantizes at load (SGLang ``ggml_dequantize_ascend``).
+GGML_DEQUANTIZABLE = frozenset({
+    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+    "IQ1_M", "IQ1_S", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS", "IQ4_NL",
+})
+_GGML_PLAIN = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
+               "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64"}
+
+
+def ggml_dtype(type_name: str) -> str:
+    """Canonical dtype of a GGML type: plain types map to torch names, block types stay as is."""
+    return _GGML_PLAIN.get(type_name, type_name)
+
+
+def gguf_inventory(model_dir: Path, names: Iterable[str]) -> Inventory:
+    """Inventory of GGUF file(s) from tensor infos, under Hugging Face names.
+
+    GGUF names (``blk.3.attn_q.weight``) are mapped to the module names the GGUF description's
+    rules use (``model.layers.3.self_attn.q_proj.weight``; stacked experts become
+    ``...mlp.experts.gate_proj.weight`` ``[E, N, K]``); unmapped names are kept.
+    """
+    from quantspec.formats.gguf import hf_name_map, read_gguf_header  # numpy: only for GGUF
+
+    tensors: dict[str, TensorInfo] = {}
+    files = tuple(names)
+    architecture: str | None = None
+    for fname in files:
+        path = check_inside(model_dir / fname, model_dir, what="GGUF file")
+        header = read_gguf_header(path)
+        architecture = architecture or header.architecture
+        mapping = hf_name_map(header.architecture, header.block_count)
+        for t in header.tensors:
+            base, dot, suffix = t.name.rpartition(".")
+            if not dot:
+                base, suffix = t.name, ""
+            hf = mapping.get(base, base)
+            name = f"{hf}.{suffix}" if suffix else hf
+            if name in tensors:
+                raise InvalidCheckpoint(reason(Code.TENSOR_HEADER, f"tensor {t.name!r} appears twice",
+                                               file=str(path), where=t.name))
+            tensors[name] = TensorInfo(name, ggml_dtype(t.ggml_type), t.shape, fname)
+    return Inventory("gguf", tensors, files, architecture=architecture)

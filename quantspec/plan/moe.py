@@ -1,0 +1,194 @@
+"""Planning one MoE weight group (w13 = gate + up, or w2 = down) across EVERY expert.
+
+Engines look at expert 0 only; here every expert's modules are resolved and every expert's
+tensors are compared with the first expert's (which is checked against the contract), so a
+single odd expert is named. w13 and w2 are planned independently: they may use different
+schemes (e.g. W4A8_DYNAMIC w13 with W8A8_DYNAMIC w2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from quantspec.errors import Code, reason
+from quantspec.plan.contract import check_module
+from quantspec.plan.discover import MoEUnit, Params
+from quantspec.plan.model import PlannedLayer
+from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
+from quantspec.plan.resolve import Resolved
+from quantspec.vocab import LayerKind, MatrixLayer
+
+#: config.json keys that give the number of routed experts.
+EXPERT_COUNT_KEYS = ("n_routed_experts", "num_experts", "num_local_experts", "moe_num_experts", "n_experts")
+#: A fused 3-D projection -> the per-expert module names a description uses for it.
+_FUSED_TO_PER_EXPERT = {"gate_up_proj": ("gate_proj", "up_proj")}
+_SHOW = 8
+
+
+def expert_count(config: Mapping[str, Any]) -> int | None:
+    """Routed experts per MoE layer according to config.json (text_config too), if stated."""
+    for cfg in (config, config.get("text_config") or {}):
+        if isinstance(cfg, dict):
+            for key in EXPERT_COUNT_KEYS:
+                value = cfg.get(key)
+                if isinstance(value, int) and value > 0:
+                    return value
+    return None
+
+
+def _ids(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:_SHOW]))
+    return shown + (f" and {len(ids) - _SHOW} more" if len(ids) > _SHOW else "")
+
+
+def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
+    """Plan one weight group of one MoE layer."""
+    v = Verdict(u.name, u.kind)
+    group = "w13" if u.kind is LayerKind.MOE_W13 else "w2"
+    if u.fused3d:
+        first = next(iter(u.fused3d.values()))[1]
+        weight = next((first[w] for w in p.nm.weight_params if w in first), None)
+        n_exp = weight.shape[0] if weight is not None and weight.shape else 0
+        ids = list(range(n_exp))
+        per_expert = [(proj, name) for proj in u.fused3d for name in _FUSED_TO_PER_EXPERT.get(proj, (proj,))]
+    else:
+        ids = sorted(u.experts)
+        per_expert = [(proj, proj) for proj in u.projs]
+        expected = expert_count(p.s.config) or (ids[-1] + 1 if ids else 0)
+        absent = [e for e in range(expected) if e not in u.experts]
+        if absent:
+            v.reasons.append(reason(
+                Code.TENSOR_MISSING, f"experts {_ids(absent)} of {u.name} ({group}) are missing "
+                f"({expected} expected)", where=u.name, hint="every routed expert must be in the checkpoint"))
+        incomplete = {proj: [e for e in ids if proj not in u.experts[e]] for proj in u.projs}
+        for proj, es in incomplete.items():
+            if es:
+                v.reasons.append(reason(Code.TENSOR_MISSING, f"{proj} of experts {_ids(es)} of {u.name} is missing",
+                                        where=u.name))
+    # ---------------------------------------------------------------- resolution of every expert
+    res: dict[tuple[int, str], Resolved] = {}
+    for e in ids:
+        for _, name in per_expert:
+            res[(e, name)] = p.resolver.resolve(f"{u.name}.{e}.{name}", "Linear")
+    unmatched = [f"{u.name}.{e}.{n}" for (e, n), r in res.items() if not r.matched]
+    if unmatched:
+        v.reasons.append(reason(
+            Code.PLAN_NO_SCHEME, f"{len(unmatched)} expert module(s) of {u.name} have no entry in "
+            f"{p.s.desc.source}: {', '.join(unmatched[:3])}", where=u.name,
+            hint="every expert module needs its '<module>.weight' entry"))
+        return p.build(v, shards=u.projs, experts=tuple(ids))
+    names = [n for _, n in per_expert]
+    majority: dict[str, object] = {}
+    quant_of: dict[object, Any] = {}
+    for name in names:
+        counts: Counter[object] = Counter()
+        for e in ids:
+            r = res[(e, name)]
+            key = agreement_key(r.quant)
+            counts[key] += 1
+            quant_of.setdefault(key, r.quant)
+        majority[name] = counts.most_common(1)[0][0] if counts else "FLOAT"
+    if len(set(majority.values())) > 1:
+        desc = ", ".join(f"{n} is {label_of(quant_of[majority[n]])}" for n in names)
+        v.reasons.append(reason(
+            Code.PLAN_SHARD_MISMATCH, f"{group} projections of {u.name} disagree: {desc}", where=u.name,
+            hint="gate and up projections are one fused weight (w13) and must share one quantization"))
+    odd: list[str] = []
+    odd_ids: list[int] = []
+    for e in ids:
+        bad = [f"{n} {label_of(res[(e, n)].quant)}" for n in names
+               if agreement_key(res[(e, n)].quant) != majority[n]]
+        if bad:
+            odd_ids.append(e)
+            odd.append(f"expert {e} ({', '.join(bad)})")
+    if odd:
+        maj = label_of(quant_of[majority[names[0]]])
+        shown = "; ".join(odd[:_SHOW]) + (f"; and {len(odd) - _SHOW} more" if len(odd) > _SHOW else "")
+        v.reasons.append(reason(
+            Code.PLAN_EXPERT_MISMATCH,
+            f"experts of {u.name} ({group}) disagree: {len(ids) - len(odd_ids)} of {len(ids)} experts are {maj}; "
+            f"{shown}", where=u.name,
+            hint="every expert of a MoE layer must share one quantization (engines check only expert 0)"))
+    if v.reasons and any(r.code in (Code.PLAN_SHARD_MISMATCH, Code.PLAN_EXPERT_MISMATCH) for r in v.reasons):
+        v.label = "mixed" if len(set(majority.values())) > 1 else label_of(
+            quant_of[majority[names[0]]])
+        return p.build(v, shards=u.projs, experts=tuple(ids))
+    v.quant = quant_of[majority[names[0]]]
+    p.scheme_for(v, MatrixLayer.MOE)
+    if v.spec is not None:
+        _contract(p, v, u, ids, group)
+    p.finish(v, row_parallel=group == "w2")
+    return p.build(v, shards=u.projs, experts=tuple(ids))
+
+
+def _contract(p: Planner, v: Verdict, u: MoEUnit, ids: list[int], group: str) -> None:
+    """Contract of the first expert; every other expert's tensors must match it exactly."""
+    assert v.spec is not None
+    if u.fused3d:
+        for proj, (module, params) in u.fused3d.items():
+            c = check_module(v.spec, module, params, quant=v.quant, model_dtype=p.s.model_dtype, moe_group=group,
+                             leading=("E",))
+            v.reasons += c.reasons
+            v.tensors += [t.name for t in c.used]
+            if c.n is not None and c.k is not None:
+                v.members.append((proj, c.n, c.k))
+        v.units = len(ids)
+    else:
+        if not ids:
+            return
+        e0 = ids[0]
+        for proj in u.projs:
+            if proj not in u.experts[e0]:
+                continue
+            module0, params0 = u.experts[e0][proj]
+            c = check_module(v.spec, module0, params0, quant=v.quant, model_dtype=p.s.model_dtype, moe_group=group)
+            v.reasons += c.reasons
+            if c.n is not None and c.k is not None:
+                v.members.append((proj, c.n, c.k))
+            rels = [t.name[len(module0) + 1:] for t in c.used]
+            sig0 = {k: (t.dtype, t.shape) for k, t in params0.items()}
+            odd: list[int] = []
+            first_diff = ""
+            for e in ids:
+                got = u.experts[e].get(proj)
+                if got is None:
+                    continue
+                module, params = got
+                v.tensors += [f"{module}.{r}" for r in rels]
+                if e == e0:
+                    continue
+                sig = {k: (t.dtype, t.shape) for k, t in params.items()}
+                if sig != sig0:
+                    odd.append(e)
+                    first_diff = first_diff or _diff(sig0, sig, e0, e)
+            if odd:
+                v.reasons.append(reason(
+                    Code.TENSOR_SHAPE, f"{proj} tensors of experts {_ids(odd)} of {u.name} differ from expert {e0}: "
+                    f"{first_diff}", where=u.name, hint="every expert must have identical tensor names, dtypes and shapes"))
+        v.units = len(ids)
+    if len(v.members) == len(u.projs) and v.members:
+        v.n = sum(n for _, n, _ in v.members)
+        v.k = v.members[0][2]
+        w = None
+        for _, params in ([u.experts[ids[0]][m] for m in u.projs if m in u.experts[ids[0]]]
+                          if not u.fused3d else list(u.fused3d.values())):
+            w = params.get(v.spec.weight_role)
+            break
+        v.weight_dtype = w.dtype if w else ""
+        if u.fused3d:
+            # finish() computes bytes per member; fused 3-D members hold all experts already.
+            v.units = len(ids)
+
+
+def _diff(sig0: dict[str, tuple[str, tuple[int, ...]]], sig: dict[str, tuple[str, tuple[int, ...]]],
+          e0: int, e: int) -> str:
+    for name in sorted(set(sig0) | set(sig)):
+        a, b = sig0.get(name), sig.get(name)
+        if a == b:
+            continue
+        if a is None or b is None:
+            return f"expert {e} {'lacks' if b is None else 'has an extra'} {name}"
+        return f"expert {e} {name} is {b[0]} {list(b[1])}, expert {e0} has {a[0]} {list(a[1])}"
+    return "tensor sets differ"

@@ -1,0 +1,279 @@
+"""The registry of scheme specs, keyed by (FormatFamily, SchemeId, MatrixLayer) then Layout.
+
+Every matrix cell that is not ``unsupported`` on every generation has at least one spec here
+(a test binds the two). Shapes follow ``nn.Linear``: ``N`` output features, ``K`` input
+features; MoE specs describe one expert's projection (``N``/``K`` of gate, up or down) and
+fused 3-D expert tensors get a leading ``E``. Symbols: ``G`` group size (``K`` for
+per-channel), ``ng`` number of groups, ``pf`` codes per int32 word (``32 // bits``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from quantspec.schemes.model import DtypeRule, LoadedTensor, SchemeSpec, TensorRole
+from quantspec.vocab import FormatFamily, Layout, MatrixLayer, SchemeId
+
+F = FormatFamily
+S = SchemeId
+L = MatrixLayer
+
+_FAMILY_NAME = {
+    F.MODELSLIM: "ModelSlim", F.AWQ: "AWQ", F.GPTQ: "GPTQ", F.AUTO_ROUND: "AutoRound",
+    F.COMPRESSED_TENSORS: "CompressedTensors", F.GGUF: "GGUF", F.MXFP8_ONLINE: "MXFP8Online",
+    F.UNQUANTIZED: "Float",
+}
+_SCHEME_NAME = {
+    S.W4A4_DYNAMIC: "W4A4Dynamic", S.W8A8_STATIC: "W8A8Static", S.W8A8_DYNAMIC: "W8A8Dynamic",
+    S.W8A8_MXFP8: "MXFP8", S.W4A8_DYNAMIC: "W4A8Dynamic", S.W4A16: "W4A16", S.W8A16: "W8A16",
+    S.W4A8_MXFP: "W4A8MXFP", S.W4A4_MXFP4: "MXFP4", S.W8A8_FP8_DYNAMIC: "W8A8FP8Dynamic",
+    S.GGUF: "", S.KV_C8: "KVC8", S.FA_KQUANT: "FAKQuant",
+}
+_LAYER_NAME = {L.LINEAR: "Linear", L.MOE: "MoE", L.EMBEDDING: "Embedding", L.ATTENTION: "Attention"}
+
+
+def executable_name(family: FormatFamily, scheme: SchemeId | None, layer: MatrixLayer) -> str:
+    """Executable scheme class name for a key, e.g. ``ModelSlimW8A8StaticLinear``."""
+    return f"{_FAMILY_NAME[family]}{_SCHEME_NAME[scheme] if scheme else ''}{_LAYER_NAME[layer]}"
+
+
+def _r(name: str, dtype: DtypeRule, shape: tuple[str | int, ...] | None, *dtypes: str,
+       required: bool = True, grouped_only: bool = False, moe_group: str | None = None) -> TensorRole:
+    return TensorRole.model_validate(
+        {"name": name, "dtype": dtype, "dtypes": dtypes, "shape": shape, "required": required,
+         "grouped_only": grouped_only, "moe_group": moe_group}
+    )
+
+
+def _ld(name: str, bits: int | str, *shape: str | int) -> LoadedTensor:
+    return LoadedTensor.model_validate({"name": name, "bits": bits, "shape": shape})
+
+
+E, FL, MD, DQ, GG = DtypeRule.EXACT, DtypeRule.FLOAT, DtypeRule.MODEL, DtypeRule.DEQ_SCALE, DtypeRule.GGML
+BIAS = _r("bias", FL, ("N",), required=False)
+
+# ---------------------------------------------------------------- kernels (as in the matrix)
+K_DYN = ("npu_dynamic_quant", "npu_quant_matmul", "npu_format_cast")
+K_STATIC = ("npu_quantize", "npu_quant_matmul", "npu_format_cast")
+K_W4A4 = ("npu_dynamic_quant", "npu_convert_weight_to_int4pack", "npu_quant_matmul")
+K_MX = ("npu_dynamic_mx_quant", "npu_quant_matmul")
+K_WQBMM = ("npu_weight_quant_batchmatmul",)
+K_WQBMM4 = ("npu_convert_weight_to_int4pack", "npu_weight_quant_batchmatmul")
+_MOE_HEAD, _MOE_TAIL = ("npu_moe_init_routing_v2",), ("npu_moe_finalize_routing",)
+K_MOE_INT = (*_MOE_HEAD, "npu_dynamic_quant", "npu_grouped_matmul", "npu_swiglu", *_MOE_TAIL)
+K_MOE_INT4PACK = (*_MOE_HEAD, "npu_convert_weight_to_int4pack", "npu_grouped_matmul", "npu_swiglu",
+                  *_MOE_TAIL)
+K_MOE_WNA16 = (*_MOE_HEAD, "npu_grouped_matmul", "npu_swiglu", *_MOE_TAIL)
+K_MOE_MX = (*_MOE_HEAD, "npu_dynamic_mx_quant", "npu_grouped_matmul", *_MOE_TAIL)
+
+# ---------------------------------------------------------------- role sets
+MS_INT8 = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
+           _r("weight_offset", FL, ("N", 1), required=False), BIAS)
+MS_INT8_ASYM = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
+                _r("weight_offset", FL, ("N", 1)), BIAS)
+MS_STATIC = (
+    _r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
+    _r("weight_offset", FL, ("N", 1)), _r("input_scale", FL, (1,)),
+    _r("input_offset", E, (1,), "float16", "bfloat16", "float32", "int8"),
+    _r("quant_bias", E, ("N",), "int32"), _r("deq_scale", DQ, ("N",)), BIAS,
+)
+MS_INT4 = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
+           _r("weight_offset", FL, ("N", 1), required=False), BIAS)
+MS_INT4X2 = (_r("weight", E, ("N/2", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
+             _r("weight_offset", FL, ("N", 1), required=False), BIAS)
+MS_W4A8_MOE_EXTRA = (
+    _r("scale_bias", FL, ("N", 1), required=False, moe_group="w13"),
+    _r("scale_bias", FL, ("N", 16), required=False, moe_group="w2"),
+    _r("weight_scale_second", FL, ("N", "ng"), grouped_only=True),
+    _r("weight_offset_second", FL, ("N", "ng"), required=False, grouped_only=True),
+)
+MX8 = (_r("weight", E, ("N", "K"), "float8_e4m3fn"), _r("weight_scale", E, ("N", "ceil(K/32)"), "uint8"), BIAS)
+MX4 = (_r("weight", E, ("N", "K/2"), "uint8"), _r("weight_scale", E, ("N", "ceil(K/32)"), "uint8"), BIAS)
+FP8_CH = (_r("weight", E, ("N", "K"), "float8_e4m3fn"), _r("weight_scale", FL, ("N", 1)),
+          _r("weight_offset", FL, ("N", 1), required=False), BIAS)
+AWQ_GEMM = (_r("qweight", E, ("K", "N/pf"), "int32"), _r("qzeros", E, ("ng", "N/pf"), "int32"),
+            _r("scales", FL, ("ng", "N")), BIAS)
+GPTQ_ROLES = (_r("qweight", E, ("K/pf", "N"), "int32"), _r("qzeros", E, ("ng", "N/pf"), "int32"),
+              _r("scales", FL, ("ng", "N")), _r("g_idx", E, ("K",), "int32", required=False), BIAS)
+CT_PACKED = (
+    _r("weight_packed", E, ("N", "ceil(K/pf)"), "int32"), _r("weight_scale", FL, ("N", "ng")),
+    _r("weight_shape", E, (2,), "int32", "int64"),
+    _r("weight_zero_point", E, ("ceil(N/pf)", "ng"), "int32", required=False),
+    _r("weight_g_idx", E, ("K",), "int32", required=False), BIAS,
+)
+CT_INT = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", "ng")),
+          _r("weight_zero_point", E, ("N", "ng"), "int8", required=False), BIAS)
+CT_INT_STATIC = (*CT_INT, _r("input_scale", FL, (1,)),
+                 _r("input_zero_point", E, (1,), "int8", required=False))
+GGUF_W = (_r("weight", GG, ("N", "K")), BIAS)
+FLOAT_W = (_r("weight", FL, ("N", "K")), BIAS)
+
+# ---------------------------------------------------------------- loaded tensors
+LD_INT8 = (_ld("weight", 8, "K", "N"), _ld("weight_scale", 32, "N"), _ld("weight_offset", 32, "N"))
+LD_STATIC = (*LD_INT8, _ld("deq_scale", 64, "N"), _ld("quant_bias", 32, "N"), _ld("input_scale", "model", "K"))
+LD_INT4 = (_ld("weight", 32, "K", "N/8"), _ld("weight_scale", 32, "N"), _ld("weight_offset", 32, "N"))
+LD_W4A8 = (_ld("weight", 32, "K", "N/8"), _ld("weight_scale", 64, "N"), _ld("scale_bias", 32, "N"))
+LD_MX8 = (_ld("weight", 8, "K", "N"), _ld("weight_scale", 8, "ceil(K/64)", "N", 2))
+LD_MX4 = (_ld("weight", 8, "K/2", "N"), _ld("weight_scale", 8, "ceil(K/64)", "N", 2))
+LD_WNA16 = (_ld("weight", 32, "K", "N/pf"), _ld("scales", "model", "ng", "N"), _ld("zeros", "model", "ng", "N"))
+LD_FLOAT = (_ld("weight", "model", "N", "K"),)
+
+T_T = "transpose weight to [K, N]"
+T_I4 = "repack int4 8-per-int32 (npu_convert_weight_to_int4pack)"
+
+SPECS: dict[tuple[FormatFamily, SchemeId, MatrixLayer], dict[Layout, SchemeSpec]] = {}
+
+
+def _add(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer, layouts: Iterable[Layout], *,
+         roles: tuple[TensorRole, ...], kernels: tuple[str, ...], weight: str = "weight",
+         n_from: str = "s0", k_from: str = "s1", transforms: tuple[str, ...] = (),
+         loaded: tuple[LoadedTensor, ...] = ()) -> None:
+    for layout in layouts:
+        spec = SchemeSpec(
+            family=family, scheme=scheme, layer=layer, layout=layout,
+            executable=executable_name(family, scheme, layer), weight_role=weight, n_from=n_from,
+            k_from=k_from, roles=roles, kernels=kernels, transforms=transforms, loaded=loaded,
+        )
+        SPECS.setdefault((family, scheme, layer), {})[layout] = spec
+
+
+LMS8, LMS4, LMS4X2 = [Layout.MODELSLIM_INT8], [Layout.MODELSLIM_INT4], [Layout.MODELSLIM_INT4X2]
+
+# ModelSlim, linear
+_add(F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR, LMS8, roles=MS_INT8, kernels=K_DYN, transforms=(T_T,), loaded=LD_INT8)
+_add(F.MODELSLIM, S.W8A8_STATIC, L.LINEAR, LMS8, roles=MS_STATIC, kernels=K_STATIC,
+     transforms=(T_T, "repeat input_scale/input_offset over K"), loaded=LD_STATIC)
+_add(F.MODELSLIM, S.W8A16, L.LINEAR, LMS8, roles=MS_INT8_ASYM, kernels=("npu_weight_quant_batchmatmul", "npu_format_cast"),
+     transforms=(T_T,), loaded=LD_INT8)
+_add(F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR, LMS4, roles=MS_INT4, kernels=K_W4A4, transforms=(T_T, T_I4), loaded=LD_INT4)
+_add(F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR, LMS4X2, roles=MS_INT4X2, kernels=K_W4A4, n_from="s0*2",
+     transforms=(T_T, "view int4x2 bytes as int32"), loaded=LD_INT4)
+_add(F.MODELSLIM, S.W8A8_MXFP8, L.LINEAR, [Layout.MX_FP8], roles=MX8, kernels=K_MX,
+     transforms=("transpose weight to [K, N] (strided view)", "reshape scale to [K/64, N, 2]"), loaded=LD_MX8)
+_add(F.MODELSLIM, S.W4A8_MXFP, L.LINEAR, [Layout.MX_FP4], roles=MX4,
+     kernels=("npu_dynamic_mx_quant", "npu_format_cast", "npu_quant_matmul"), k_from="s1*2",
+     transforms=("cast fp4 weight to FRACTAL_NZ", "transpose weight to [K/2, N]", "reshape scale to [K/64, N, 2]"),
+     loaded=LD_MX4)
+_add(F.MODELSLIM, S.W4A4_MXFP4, L.LINEAR, [Layout.MX_FP4], roles=MX4, kernels=K_MX, k_from="s1*2",
+     transforms=("transpose weight to [K/2, N] (strided view)", "reshape scale to [K/64, N, 2]"), loaded=LD_MX4)
+_add(F.MODELSLIM, S.W8A8_FP8_DYNAMIC, L.LINEAR, [Layout.CT_FLOAT, Layout.MODELSLIM_INT8], roles=FP8_CH,
+     kernels=("npu_dynamic_quant", "npu_quant_matmul"), transforms=(T_T,), loaded=LD_INT8)
+
+# ModelSlim, MoE (one expert's projection; w13 = gate+up, w2 = down)
+_add(F.MODELSLIM, S.W8A8_DYNAMIC, L.MOE, LMS8, roles=MS_INT8, kernels=(*K_MOE_INT, "npu_format_cast"),
+     transforms=("stack experts to [E, N, K]", "transpose to [E, K, N]"), loaded=LD_INT8)
+_add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4, roles=MS_INT4, kernels=K_MOE_INT,
+     transforms=("stack experts to [E, N, K]", "pack int4 pairs along N", "transpose to [E, K, N]",
+                 "scale fp32 bits to int64"), loaded=LD_INT4)
+_add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4X2, roles=MS_INT4X2, kernels=K_MOE_INT, n_from="s0*2",
+     transforms=("stack experts to [E, N/2, K]", "transpose to [E, K, N/2]", "scale fp32 bits to int64"),
+     loaded=LD_INT4)
+_add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4X2, roles=(*MS_INT4X2, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
+     n_from="s0*2", transforms=("stack experts to [E, N/2, K]", "transpose to [E, K, N/2]", "view int4x2 as int32",
+                                "scale fp32 bits to int64", "sum scale_bias over its 16 TP slices"),
+     loaded=LD_W4A8)
+_add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4, roles=(*MS_INT4, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
+     transforms=("stack experts to [E, N, K]", "pack int4 pairs along N", "transpose to [E, K, N/2]",
+                 "scale fp32 bits to int64", "compute scale_bias"), loaded=LD_W4A8)
+_add(F.MODELSLIM, S.W8A8_MXFP8, L.MOE, [Layout.MX_FP8], roles=MX8, kernels=(*K_MOE_MX[:-1], "npu_swiglu", *_MOE_TAIL),
+     transforms=("stack experts to [E, N, K]", "cast to FRACTAL_NZ before transpose", "reshape scale to [E, K/64, N, 2]"),
+     loaded=LD_MX8)
+_add(F.MODELSLIM, S.W4A8_MXFP, L.MOE, [Layout.MX_FP4], roles=MX4, kernels=K_MOE_MX, k_from="s1*2",
+     transforms=("stack experts to [E, N, K/2]", "cast fp4 weight to FRACTAL_NZ", "reshape scale to [E, K/64, N, 2]"),
+     loaded=LD_MX4)
+_add(F.MODELSLIM, S.W4A4_MXFP4, L.MOE, [Layout.MX_FP4], roles=MX4, kernels=K_MOE_MX, k_from="s1*2",
+     transforms=("stack experts to [E, N, K/2]", "transpose (strided view)", "reshape scale to [E, K/64, N, 2]"),
+     loaded=LD_MX4)
+
+# ModelSlim, attention / KV cache (names relative to the attention module)
+_KV = ("float16", "bfloat16", "float32", "int8")
+_add(F.MODELSLIM, S.KV_C8, L.ATTENTION, LMS8, weight="", kernels=("npu_fused_infer_attention_score", "npu_scatter_pa_kv_cache"),
+     roles=(_r("k_proj.kv_cache_scale", FL, None), _r("k_proj.kv_cache_offset", E, None, *_KV),
+            _r("v_proj.kv_cache_scale", FL, None), _r("v_proj.kv_cache_offset", E, None, *_KV)),
+     transforms=("reshape scales to [kv_heads, 1, head_size]", "int8 KV cache"))
+_add(F.MODELSLIM, S.FA_KQUANT, L.ATTENTION, LMS8, weight="", kernels=("npu_fused_infer_attention_score",),
+     roles=(_r("fa_k.scale", FL, None), _r("fa_k.offset", E, None, *_KV, required=False),
+            _r("fa_q.scale", FL, None, required=False), _r("fa_q.offset", E, None, *_KV, required=False),
+            _r("fa_v.scale", FL, None, required=False), _r("fa_v.offset", E, None, *_KV, required=False)),
+     transforms=("derive fak_descale from fa_k.scale", "int8 K cache (fp8 e4m3 on A5)"))
+
+# AWQ / GPTQ / auto-round (weight-only)
+_T_AWQ = ("unpack AWQ nibble order", "offset codes by -8 (signed int4)", "zeros = 8 - qzeros")
+_T_GPTQ = ("unpack along K", "zeros + 1 unless gptq_v2")
+for fam, layouts, roles, n_from, k_from, extra in (
+    (F.AWQ, [Layout.AWQ_GEMM], AWQ_GEMM, "s1*pf", "s0", _T_AWQ),
+    (F.GPTQ, [Layout.GPTQ], GPTQ_ROLES, "s1", "s0*pf", _T_GPTQ),
+    (F.AUTO_ROUND, [Layout.GPTQ], GPTQ_ROLES, "s1", "s0*pf", _T_GPTQ),
+    (F.AUTO_ROUND, [Layout.AWQ_GEMM], AWQ_GEMM, "s1*pf", "s0", _T_AWQ),
+):
+    linear_kernels_4 = K_WQBMM if fam is F.AWQ else K_WQBMM4
+    _add(fam, S.W4A16, L.LINEAR, layouts, roles=roles, kernels=linear_kernels_4, weight="qweight",
+         n_from=n_from, k_from=k_from, transforms=(*extra, T_I4), loaded=LD_WNA16)
+    _add(fam, S.W8A16, L.LINEAR, layouts, roles=roles, kernels=K_WQBMM, weight="qweight",
+         n_from=n_from, k_from=k_from, transforms=(*extra, "keep int8 [K, N]"), loaded=LD_WNA16)
+    if fam is not F.AWQ:
+        _add(fam, S.W8A16, L.MOE, layouts, roles=roles, kernels=K_MOE_WNA16, weight="qweight", n_from=n_from,
+             k_from=k_from, transforms=("stack experts", *extra), loaded=LD_WNA16)
+    _add(fam, S.W4A16, L.MOE, layouts, roles=roles, kernels=K_MOE_INT4PACK, weight="qweight", n_from=n_from,
+         k_from=k_from, transforms=("stack experts", *extra, T_I4), loaded=LD_WNA16)
+
+# compressed-tensors
+_add(F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.LINEAR, [Layout.CT_INT], roles=CT_INT, kernels=K_DYN,
+     transforms=(T_T,), loaded=LD_INT8[:2])
+_add(F.COMPRESSED_TENSORS, S.W8A8_STATIC, L.LINEAR, [Layout.CT_INT], roles=CT_INT_STATIC, kernels=K_STATIC,
+     transforms=(T_T, "deq_scale = input_scale * weight_scale"), loaded=LD_STATIC)
+_add(F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_WQBMM4,
+     weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-2^(b-1))", T_T, T_I4),
+     loaded=LD_WNA16)
+_add(F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,
+     transforms=("stack experts to [E, N, K]", "transpose to [E, K, N]"), loaded=LD_INT8[:2])
+_add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,
+     transforms=("stack experts to [E, N, K]", "compute scale_bias", "pack int4 pairs along N",
+                 "scale fp32 bits to int64"), loaded=LD_W4A8)
+_add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_MOE_INT,
+     weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-8)", "stack experts to [E, N, K]",
+                                                          "compute scale_bias", "pack int4 pairs along N"),
+     loaded=LD_W4A8)
+_add(F.COMPRESSED_TENSORS, S.W4A16, L.MOE, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_MOE_INT4PACK,
+     weight="weight_packed", k_from="s1*pf",
+     transforms=("unpack signed codes (-8)", "stack experts", "transpose to [E, K, N]", T_I4), loaded=LD_WNA16)
+
+# GGUF: dequantized at load to the model dtype
+_T_GGUF = ("dequantize GGML blocks to the model dtype",)
+_add(F.GGUF, S.GGUF, L.LINEAR, [Layout.GGML], roles=GGUF_W, kernels=(), transforms=_T_GGUF, loaded=LD_FLOAT)
+_add(F.GGUF, S.GGUF, L.EMBEDDING, [Layout.GGML], roles=GGUF_W, kernels=(), transforms=_T_GGUF, loaded=LD_FLOAT)
+_add(F.GGUF, S.GGUF, L.MOE, [Layout.GGML], roles=GGUF_W, kernels=K_MOE_WNA16,
+     transforms=(*_T_GGUF, "transpose to [E, K, N]"), loaded=LD_FLOAT)
+
+# online MXFP8 (float checkpoint quantized at load)
+_add(F.MXFP8_ONLINE, S.W8A8_MXFP8, L.LINEAR, [Layout.FLOAT], roles=FLOAT_W, kernels=K_MX,
+     transforms=("npu_dynamic_mx_quant weight to fp8 e4m3", "transpose to [K, N] (strided view)"), loaded=LD_MX8)
+_add(F.MXFP8_ONLINE, S.W8A8_MXFP8, L.MOE, [Layout.FLOAT], roles=FLOAT_W,
+     kernels=(*K_MOE_MX[:-1], "npu_swiglu", *_MOE_TAIL),
+     transforms=("npu_dynamic_mx_quant each expert to fp8 e4m3", "stack experts"), loaded=LD_MX8)
+
+#: Unquantized layers (any family): float weights used as stored, cast to the model dtype.
+FLOAT_SPECS: dict[MatrixLayer, SchemeSpec] = {
+    layer: SchemeSpec(
+        family=F.UNQUANTIZED, scheme=None, layer=layer, layout=Layout.FLOAT,
+        executable=executable_name(F.UNQUANTIZED, None, layer), weight_role="weight", n_from="s0",
+        k_from="s1", roles=FLOAT_W, kernels=(), loaded=LD_FLOAT,
+    )
+    for layer in (L.LINEAR, L.MOE, L.EMBEDDING)
+}
+
+
+def lookup_spec(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer, layout: Layout) -> SchemeSpec | None:
+    """The spec for a key and on-disk layout, or None when quantspec has no contract for it."""
+    by_layout = SPECS.get((family, scheme, layer))
+    if not by_layout:
+        return None
+    if layer is L.ATTENTION:
+        # KV entries carry no weight layout: the attention key has exactly one contract.
+        return next(iter(by_layout.values()))
+    return by_layout.get(layout)
+
+
+def layouts_for(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer) -> tuple[Layout, ...]:
+    """Layouts that have a contract for a key."""
+    return tuple(SPECS.get((family, scheme, layer), {}))
