@@ -69,24 +69,40 @@ def _code_for(error_type: str) -> Code:
     return Code.FORMAT_SCHEMA
 
 
-def _loc_tokens(loc: Iterable[int | str]) -> list[str]:
-    # pydantic inserts union-member and validator tags ("function-after[...]", "str", "int")
-    # into locations; they are not keys of the file, so drop what cannot be a key we declared.
+def _loc_tokens(loc: Iterable[int | str], data: Any) -> list[str] | None:
+    """JSON-pointer tokens of a pydantic location, without union-member tags.
+
+    pydantic inserts tags (``QuantizationScheme``, ``list[str]``, ``function-after[...]``) into
+    locations; walking the input tells keys from tags. Returns None for an error of the
+    alternative member of ``Model | list[...]`` (reported through the other member).
+    """
+    parts = list(loc)
     out: list[str] = []
-    for part in loc:
-        text = str(part)
-        if "[" in text and text.endswith("]"):
-            continue
-        out.append(text)
+    node = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, Mapping) and isinstance(part, str) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(str(part))
+            node = node[part]
+        elif last and "[" not in str(part) and isinstance(node, Mapping):
+            out.append(str(part))  # a missing or extra key
+        elif "[" in str(part) and isinstance(node, Mapping) and str(part).startswith(("list[", "tuple[")):
+            return None
     return out
 
 
-def validation_reasons(exc: ValidationError, *, file: str, prefix: str = "") -> list[Reason]:
+def validation_reasons(exc: ValidationError, *, file: str, prefix: str = "", data: Any = None) -> list[Reason]:
     """Translate a pydantic ``ValidationError`` into reasons with JSON pointers."""
     out: list[Reason] = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
-        where = pointer(prefix, *_loc_tokens(err["loc"])) or "/"
+        tokens = _loc_tokens(err["loc"], data)
+        if tokens is None:
+            continue
+        where = pointer(prefix, *tokens) or "/"
         code = _code_for(err["type"])
         key = (code.value, where)
         if key in seen:  # union members repeat the same complaint
@@ -96,6 +112,9 @@ def validation_reasons(exc: ValidationError, *, file: str, prefix: str = "") -> 
         shown = repr(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
         message = err["msg"] if code is Code.FORMAT_MISSING_FIELD else f"{err['msg']} (got {shown})"
         out.append(reason(code, message, file=file, where=where, hint=_hint(code)))
+    if not out:  # every error was an alternative member: report the first as it is
+        err = exc.errors(include_url=False)[0]
+        out.append(reason(_code_for(err["type"]), err["msg"], file=file, where=prefix or "/"))
     return out
 
 
@@ -122,7 +141,7 @@ def parse_raw(model: type[M], data: Any, *, file: str, prefix: str = "") -> M:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise InvalidCheckpoint(validation_reasons(exc, file=file, prefix=prefix)) from None
+        raise InvalidCheckpoint(validation_reasons(exc, file=file, prefix=prefix, data=data)) from None
     except (RecursionError, ValueError, TypeError) as exc:  # pathological inputs (deep nesting)
         raise InvalidCheckpoint(
             reason(Code.FORMAT_SCHEMA, f"cannot validate: {type(exc).__name__}", file=file, where=prefix or "/")

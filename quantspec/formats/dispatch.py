@@ -14,7 +14,7 @@ from typing import Any
 from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, InvalidCheckpoint, reason
 from quantspec.formats import modelslim, unsupported
-from quantspec.formats.base import pointer
+from quantspec.formats.base import SUPPORTED_FORMATS, pointer
 from quantspec.vocab import FormatFamily
 
 #: ``quant_method`` values (lower-cased) -> format family.
@@ -91,8 +91,7 @@ def read_quant_config(
                 Code.FORMAT_UNSUPPORTED,
                 "quantization config has no quant_method and matches no known producer",
                 file=file, where=prefix or "/",
-                hint="add quant_method (awq, gptq, auto-round, compressed-tensors), or use a "
-                     "quant_model_description.json for ModelSlim",
+                hint="add quant_method; supported formats: " + ", ".join(SUPPORTED_FORMATS),
             ))
         raise unsupported.unknown_method(method, file=file, where=pointer(prefix, "quant_method"))
     module = importlib.import_module(READERS[family])
