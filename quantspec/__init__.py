@@ -23,6 +23,11 @@ from quantspec.errors import (
 from quantspec.matrix import SupportMatrix, load_matrix
 from quantspec.vocab import FormatFamily, LayerKind, MatrixLayer, NpuGen, SchemeId, Status
 
+# Imported eagerly and last among the imports: binding the *function* ``plan`` here shadows the
+# ``quantspec.plan`` subpackage attribute, so ``quantspec.plan(model_dir, target=...)`` works
+# (submodules are still importable as ``from quantspec.plan.model import Plan``).
+from quantspec.plan import Plan, plan  # noqa: E402  (torch-free)
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +60,7 @@ __all__ = [
     "LayerKind",
     "MatrixLayer",
     "NpuGen",
+    "Plan",
     "PlanRejected",
     "QuantspecError",
     "Reason",
@@ -63,4 +69,5 @@ __all__ = [
     "SupportMatrix",
     "__version__",
     "load_matrix",
+    "plan",
 ]

@@ -20,6 +20,7 @@ from quantspec._io import write_text_atomic
 SCHEMAS: dict[str, str] = {
     "support_matrix.schema.json": "quantspec.matrix.model:SupportMatrix",
     "checkpoint_description.schema.json": "quantspec.description:CheckpointDescription",
+    "plan.schema.json": "quantspec.plan.model:Plan",
     "modelslim_description.schema.json": "quantspec.formats.modelslim:ModelSlimDescription",
     "gptq_config.schema.json": "quantspec.formats.gptq:GptqConfig",
     "awq_config.schema.json": "quantspec.formats.awq:AwqConfig",

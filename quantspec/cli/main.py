@@ -22,6 +22,7 @@ from quantspec.errors import Code, QuantspecError, reason
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "quantspec.cli.matrix_cmd",
+    "quantspec.cli.plan_cmd",
     "quantspec.cli.docs_cmd",
     "quantspec.cli.validate_cmd",
     "quantspec.cli.repack_cmd",
