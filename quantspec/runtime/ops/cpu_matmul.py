@@ -61,20 +61,21 @@ def _e8m0_expand(scale: Tensor, k: int, *, rows_first: bool) -> Tensor:
 
 
 def _mx_matmul(
-    x1: Tensor,
+    a: Tensor,
+    b: Tensor,
     x2: Tensor,
     scale: Tensor,
     *,
     pertoken_scale: Tensor | None,
     bias: Tensor | None,
     out_dtype: torch.dtype,
-    fp4: bool,
     scale_dtype: DtypeArg,
     pertoken_scale_dtype: DtypeArg,
     group_sizes: Sequence[int] | None,
 ) -> Tensor:
-    check_dim(_QMM, "x1", x1, (2,))
-    check_dim(_QMM, "x2", x2, (2,))
+    """MX matmul on decoded operands ``a [M, K]``, ``b [K, N]`` (``x2`` gives the transposition)."""
+    check_dim(_QMM, "x1", a, (2,))
+    check_dim(_QMM, "x2", b, (2,))
     require(scale_dtype == NpuDtype.FLOAT8_E8M0FNU, _QMM, "scale_dtype", "uint8 MX scales need float8_e8m0fnu")
     require(pertoken_scale is not None, _QMM, "pertoken_scale", "MX matmul needs the activation scales")
     assert pertoken_scale is not None
@@ -89,14 +90,9 @@ def _mx_matmul(
         group_sizes is None or tuple(group_sizes) in ((1, 1, 32), (0, 0, 32)),
         _QMM,
         "group_sizes",
-        f"{group_sizes} is not [1, 1, 32] for MX",
+        f"{group_sizes} is not [1, 1, 32] or [0, 0, 32] for MX",
     )
     require(out_dtype in _OUT_FLOATS, _QMM, "output_dtype", f"{out_dtype} not fp16/bf16/fp32 for MX")
-    if fp4:
-        a = _unpack_fp4_logical(x1, _QMM, "x1")
-        b = _unpack_fp4_logical(x2, _QMM, "x2")
-    else:
-        a, b = x1.to(torch.float32), x2.to(torch.float32)
     m, k = a.shape
     require(b.size(0) == k, _QMM, "x2", f"K mismatch: x1 has {k}, x2 has {b.size(0)}")
     n = b.size(1)
@@ -121,6 +117,67 @@ def _mx_matmul(
     return out.to(out_dtype)
 
 
+def _float_operand(t: Tensor, dtype_arg: DtypeArg, arg: str) -> tuple[Tensor, bool]:
+    """Logical float32 value of an FP8 or packed-FP4 (uint8 + ``*_dtype``) operand."""
+    if t.dtype == torch.uint8:
+        require(
+            dtype_arg == NpuDtype.FLOAT4_E2M1FN_X2,
+            _QMM,
+            f"{arg}_dtype",
+            "uint8 operands need float4_e2m1fn_x2 as their logical dtype",
+        )
+        return _unpack_fp4_logical(t, _QMM, arg), True
+    check_dtype(_QMM, arg, t, (torch.float8_e4m3fn, torch.float8_e5m2))
+    return t.to(torch.float32), False
+
+
+def _float_matmul(
+    x1: Tensor,
+    x2: Tensor,
+    scale: Tensor,
+    *,
+    pertoken_scale: Tensor | None,
+    bias: Tensor | None,
+    output_dtype: DtypeArg,
+    x1_dtype: DtypeArg,
+    x2_dtype: DtypeArg,
+    scale_dtype: DtypeArg,
+    pertoken_scale_dtype: DtypeArg,
+    group_sizes: Sequence[int] | None,
+) -> Tensor:
+    """950 float modes: FP8 per-channel/per-token, and MX (FP8 or FP4 operands, E8M0 scales)."""
+    a, _ = _float_operand(x1, x1_dtype, "x1")
+    b, _ = _float_operand(x2, x2_dtype, "x2")
+    out_dtype = output_dtype if isinstance(output_dtype, torch.dtype) else torch.bfloat16
+    if scale.dtype == torch.uint8:
+        return _mx_matmul(
+            a,
+            b,
+            x2,
+            scale,
+            pertoken_scale=pertoken_scale,
+            bias=bias,
+            out_dtype=out_dtype,
+            scale_dtype=scale_dtype,
+            pertoken_scale_dtype=pertoken_scale_dtype,
+            group_sizes=group_sizes,
+        )
+    require(x1.dtype != torch.uint8 and x2.dtype != torch.uint8, _QMM, "scale", "FP4 operands need E8M0 scales")
+    check_dtype(_QMM, "scale", scale, (torch.float32, torch.int64))
+    n = b.size(-1)
+    require(tuple(scale.shape) in ((1,), (n,)), _QMM, "scale", f"shape {tuple(scale.shape)} not (1,) or ({n},)")
+    require(out_dtype in _OUT_FLOATS, _QMM, "output_dtype", f"{out_dtype} not fp16/bf16/fp32")
+    if pertoken_scale is not None:
+        check_dtype(_QMM, "pertoken_scale", pertoken_scale, (torch.float32,))
+        require(tuple(pertoken_scale.shape) == (a.size(-2),), _QMM, "pertoken_scale", f"must be ({a.size(-2)},)")
+    if bias is not None:
+        _check_bias(bias, n, max(a.dim(), b.dim()), (torch.float32, torch.bfloat16, torch.float16))
+    acc = torch.matmul(a, b)
+    return _dequant(
+        acc, scale, offset=None, pertoken_scale=pertoken_scale, bias=bias, out_dtype=out_dtype, implicit_fp19=False
+    )
+
+
 def npu_quant_matmul(
     x1: Tensor,
     x2: Tensor,
@@ -139,48 +196,20 @@ def npu_quant_matmul(
 ) -> Tensor:
     """Quantized matmul: int8 x int8, int4x8 x int4x8 (A4W4), FP8 per-channel, MXFP8 and MXFP4."""
     require(y_scale is None, _QMM, "y_scale", "the A8W4 float mode is not emulated")
-    if torch.uint8 in (x1.dtype, x2.dtype):
-        require(
-            x1_dtype == NpuDtype.FLOAT4_E2M1FN_X2 and x2_dtype == NpuDtype.FLOAT4_E2M1FN_X2,
-            _QMM,
-            "x1_dtype",
-            "uint8 operands need x1_dtype = x2_dtype = float4_e2m1fn_x2",
-        )
-        check_dtype(_QMM, "x2", x2, (torch.uint8,))
-        out_dtype = output_dtype if isinstance(output_dtype, torch.dtype) else torch.bfloat16
-        return _mx_matmul(
+    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+    if x1.dtype in (*fp8, torch.uint8) or x2.dtype in (*fp8, torch.uint8):
+        return _float_matmul(
             x1,
             x2,
             scale,
             pertoken_scale=pertoken_scale,
             bias=bias,
-            out_dtype=out_dtype,
-            fp4=True,
+            output_dtype=output_dtype,
+            x1_dtype=x1_dtype,
+            x2_dtype=x2_dtype,
             scale_dtype=scale_dtype,
             pertoken_scale_dtype=pertoken_scale_dtype,
             group_sizes=group_sizes,
-        )
-    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
-    if x1.dtype in fp8:
-        check_dtype(_QMM, "x2", x2, fp8)
-        out_dtype = output_dtype if isinstance(output_dtype, torch.dtype) else torch.bfloat16
-        if scale.dtype == torch.uint8:
-            return _mx_matmul(
-                x1,
-                x2,
-                scale,
-                pertoken_scale=pertoken_scale,
-                bias=bias,
-                out_dtype=out_dtype,
-                fp4=False,
-                scale_dtype=scale_dtype,
-                pertoken_scale_dtype=pertoken_scale_dtype,
-                group_sizes=group_sizes,
-            )
-        check_dtype(_QMM, "scale", scale, (torch.float32, torch.int64))
-        acc = x1.to(torch.float32) @ x2.to(torch.float32)
-        return _dequant(
-            acc, scale, offset=None, pertoken_scale=pertoken_scale, bias=bias, out_dtype=out_dtype, implicit_fp19=False
         )
     check_dtype(_QMM, "x1", x1, (torch.int8, torch.int32))
     check_dtype(_QMM, "x2", x2, (x1.dtype,))

@@ -1,0 +1,393 @@
+"""GGML block dequantization in torch, bit-identical to ``gguf.quants.dequantize`` (gguf-py 0.19).
+
+Every type gguf-py can dequantize is covered. Each kernel restates gguf-py's numpy recipe
+(formats.md 6.3) as vectorised torch with the same float32 operation order, so results are equal
+bit for bit; the IQ lattice grids, sign tables and value tables are gguf-py's own constants.
+Input is the raw uint8 tensor ``[..., row_bytes]`` (what ``GGUFReader`` gives for quantized
+types); output is float32 ``[..., K]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+import torch
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import quants as gq
+from torch import Tensor
+
+from quantspec.errors import Code, InvalidCheckpoint, reason
+
+QK_K = 256
+T = GGMLQuantizationType
+_Kernel = Callable[[Tensor], Tensor]
+
+
+def _f16(b: Tensor) -> Tensor:
+    """Little-endian fp16 in the last two bytes' columns to float32 ``[nb, 1]``."""
+    return b.contiguous().view(torch.float16).to(torch.float32)
+
+
+def _u16(b: Tensor) -> Tensor:
+    b = b.to(torch.int32)
+    return b[..., 0::2] | (b[..., 1::2] << 8)
+
+
+def _u32(b: Tensor) -> Tensor:
+    b = b.to(torch.int64)
+    return b[..., 0::4] | (b[..., 1::4] << 8) | (b[..., 2::4] << 16) | (b[..., 3::4] << 24)
+
+
+def _nibbles_halves(qs: Tensor) -> Tensor:
+    """Bytes ``[nb, j]`` to ``[nb, 2j]``: low nibbles first, then high nibbles."""
+    return torch.cat([qs & 0x0F, qs >> 4], dim=-1)
+
+
+def _shift(x: Tensor, shifts: list[int], dim: int) -> Tensor:
+    """``x`` (int) shifted by each value along a new axis ``dim``."""
+    s = torch.tensor(shifts, dtype=x.dtype)
+    shape = [1] * (x.dim() + 1)
+    shape[dim] = len(shifts)
+    return x.unsqueeze(dim) >> s.reshape(shape)
+
+
+def _q4_0(b: Tensor) -> Tensor:
+    d = _f16(b[:, :2])
+    q = _nibbles_halves(b[:, 2:]).to(torch.float32) - 8
+    return d * q
+
+
+def _q4_1(b: Tensor) -> Tensor:
+    d, m = _f16(b[:, :2]), _f16(b[:, 2:4])
+    return d * _nibbles_halves(b[:, 4:]).to(torch.float32) + m
+
+
+def _q5(b: Tensor, with_min: bool) -> Tensor:
+    o = 4 if with_min else 2
+    d = _f16(b[:, :2])
+    qh = _u32(b[:, o : o + 4])
+    hi = (_shift(qh, list(range(32)), 2).reshape(-1, 32) & 1).to(torch.uint8)
+    q = (_nibbles_halves(b[:, o + 4 :]) | (hi << 4)).to(torch.float32)
+    return d * q + _f16(b[:, 2:4]) if with_min else d * (q - 16)
+
+
+def _q8_0(b: Tensor) -> Tensor:
+    return b[:, 2:].contiguous().view(torch.int8).to(torch.float32) * _f16(b[:, :2])
+
+
+def _q2_k(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    scales, qs = b[:, :16], b[:, 16:80]
+    d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
+    dl = (d * (scales & 0xF).to(torch.float32)).reshape(nb, 16, 1)
+    ml = (dmin * (scales >> 4).to(torch.float32)).reshape(nb, 16, 1)
+    q = (_shift(qs.reshape(nb, 2, 32), [0, 2, 4, 6], 2) & 3).reshape(nb, 16, 16).to(torch.float32)
+    return (dl * q - ml).reshape(nb, QK_K)
+
+
+def _q3_k(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    hmask, qs, scales = b[:, :32], b[:, 32:96], b[:, 96:108]
+    d = _f16(b[:, 108:110])
+    lsc = _shift(scales[:, :8], [0, 4], 1).reshape(nb, 16)
+    hsc = _shift(scales[:, 8:12], [0, 2, 4, 6], 1).reshape(nb, 16)
+    sc = ((lsc & 0x0F) | ((hsc & 0x03) << 4)).to(torch.float32) - 32
+    dl = (d * sc).reshape(nb, 16, 1)
+    ql = (_shift(qs.reshape(nb, 2, 32), [0, 2, 4, 6], 2).reshape(nb, 16, 16) & 3).to(torch.int32)
+    qh = (_shift(hmask.reshape(nb, 1, 32), list(range(8)), 2).reshape(nb, 16, 16) & 1).to(torch.int32)
+    q = (ql - ((qh ^ 1) << 2)).to(torch.float32)
+    return (dl * q).reshape(nb, QK_K)
+
+
+def _scale_min_k4(scales: Tensor) -> tuple[Tensor, Tensor]:
+    s = scales.reshape(-1, 3, 4)
+    d, m, md = s[:, 0], s[:, 1], s[:, 2]
+    sc = torch.cat([d & 0x3F, (md & 0x0F) | ((d >> 2) & 0x30)], dim=-1)
+    mn = torch.cat([m & 0x3F, (md >> 4) | ((m >> 2) & 0x30)], dim=-1)
+    return sc.to(torch.float32), mn.to(torch.float32)
+
+
+def _q4_k(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
+    sc, mn = _scale_min_k4(b[:, 4:16])
+    dd = (d * sc).reshape(nb, 8, 1)
+    dm = (dmin * mn).reshape(nb, 8, 1)
+    q = (_shift(b[:, 16:].reshape(nb, 4, 32), [0, 4], 2) & 0x0F).reshape(nb, 8, 32).to(torch.float32)
+    return (dd * q - dm).reshape(nb, QK_K)
+
+
+def _q5_k(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
+    sc, mn = _scale_min_k4(b[:, 4:16])
+    dd = (d * sc).reshape(nb, 8, 1)
+    dm = (dmin * mn).reshape(nb, 8, 1)
+    ql = (_shift(b[:, 48:].reshape(nb, 4, 32), [0, 4], 2) & 0x0F).reshape(nb, 8, 32)
+    qh = (_shift(b[:, 16:48].reshape(nb, 1, 32), list(range(8)), 2) & 1).reshape(nb, 8, 32)
+    q = (ql | (qh << 4)).to(torch.float32)
+    return (dd * q - dm).reshape(nb, QK_K)
+
+
+def _q6_k(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    ql, qh = b[:, :128], b[:, 128:192]
+    scales = b[:, 192:208].contiguous().view(torch.int8).to(torch.float32)
+    d = (_f16(b[:, 208:210]) * scales).reshape(nb, 16, 1)
+    lo = (_shift(ql.reshape(nb, 2, 64), [0, 4], 2) & 0x0F).reshape(nb, 8, 32)
+    hi = (_shift(qh.reshape(nb, 2, 32), [0, 2, 4, 6], 2) & 0x03).reshape(nb, 8, 32)
+    q = ((lo | (hi << 4)).to(torch.float32) - 32).reshape(nb, 16, 16)
+    return (d * q).reshape(nb, QK_K)
+
+
+def _tq1_0(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    qs, qh, d = b[:, :48].to(torch.int32), b[:, 48:52].to(torch.int32), _f16(b[:, 52:54])
+    p5 = torch.tensor([1, 3, 9, 27, 81], dtype=torch.int32)
+    # gguf-py multiplies in uint8, so the products wrap modulo 256.
+    q0 = ((qs[:, :32].reshape(nb, 1, 32) * p5.reshape(1, 5, 1)) & 0xFF).reshape(nb, -1)
+    q1 = ((qs[:, 32:].reshape(nb, 1, 16) * p5.reshape(1, 5, 1)) & 0xFF).reshape(nb, -1)
+    q2 = ((qh.reshape(nb, 1, 4) * p5[:4].reshape(1, 4, 1)) & 0xFF).reshape(nb, -1)
+    q = ((torch.cat([q0, q1, q2], dim=-1) * 3) >> 8) - 1
+    return d * q.to(torch.float32)
+
+
+def _tq2_0(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    q = (_shift(b[:, :64].reshape(nb, 2, 32), [0, 2, 4, 6], 2) & 3).reshape(nb, -1).to(torch.float32) - 1
+    return _f16(b[:, 64:66]) * q
+
+
+def _lut(values: tuple[int, ...] | list[int]) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _mxfp4(b: Tensor) -> Tensor:
+    e = b[:, :1].to(torch.int64)
+    bits = torch.where(e < 2, 0x00200000 << e, (e - 1) << 23).to(torch.int32)
+    d = bits.view(torch.float32)
+    q = _lut(gq.MXFP4.kvalues)[_nibbles_halves(b[:, 1:]).to(torch.int64)]
+    return d * q
+
+
+def _nvfp4(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    x = b[:, :4].to(torch.int32)
+    exp = (x >> 3) & 0xF
+    man = (x & 0x7).to(torch.float32)
+    raw = torch.where(exp == 0, man * 2**-9, (1.0 + man / 8.0) * torch.exp2(exp.to(torch.float32) - 7))
+    d = torch.where((x == 0) | (x == 0x7F), torch.zeros_like(raw), raw * 0.5).reshape(nb, 4, 1)
+    qs = b[:, 4:].reshape(nb, 4, 8)
+    vals = torch.cat([qs & 0x0F, qs >> 4], dim=-1).to(torch.int64)
+    return (d * _lut(gq.NVFP4.kvalues)[vals]).reshape(nb, 64)
+
+
+def _iq4_nl(b: Tensor) -> Tensor:
+    return _f16(b[:, :2]) * _lut(gq.IQ4_NL.kvalues)[_nibbles_halves(b[:, 2:]).to(torch.int64)]
+
+
+def _iq4_xs(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    sh = _u16(b[:, 2:4])
+    sl = (_shift(b[:, 4:8], [0, 4], 2).reshape(nb, 8) & 0x0F).to(torch.int32)
+    shb = (_shift(sh, [2 * i for i in range(8)], 1).reshape(nb, 8) & 0x03).to(torch.int32)
+    scales = ((sl | (shb << 4)) - 32).to(torch.float32)
+    dl = (d * scales).reshape(nb, 8, 1)
+    qs = (_shift(b[:, 8:].reshape(nb, 8, 16), [0, 4], 2) & 0x0F).reshape(nb, 8, 32).to(torch.int64)
+    return (dl * _lut(gq.IQ4_NL.kvalues)[qs]).reshape(nb, QK_K)
+
+
+@cache
+def _grid(name: str) -> Tensor:
+    cls = getattr(gq, name)
+    cls.init_grid()
+    return torch.from_numpy(np.ascontiguousarray(cls.grid.reshape(cls.grid_shape)))
+
+
+@cache
+def _ksigns() -> Tensor:
+    return torch.from_numpy(np.frombuffer(gq.IQ2_XXS.ksigns, dtype=np.uint8).copy()).to(torch.int64)
+
+
+def _sign_bits(byte: Tensor) -> Tensor:
+    """Bytes to +-1 per bit (bit set means negative), last dim times 8."""
+    bits = _shift(byte.to(torch.int32), list(range(8)), byte.dim()) & 1
+    ones = torch.ones((), dtype=torch.float32)
+    return torch.where(bits == 0, ones, -ones).reshape(*byte.shape[:-1], byte.shape[-1] * 8)
+
+
+def _iq2_xxs(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    qs = _u32(b[:, 2:]).reshape(nb, -1, 2)
+    db = (d * (0.5 + (qs[..., 1] >> 28).to(torch.float32)) * 0.25).reshape(nb, -1, 1, 1)
+    sidx = _shift(qs[..., 1], [0, 7, 14, 21], 2) & 0x7F
+    signs = _sign_bits(_ksigns()[sidx]).reshape(nb, -1, 4, 8)
+    gidx = _shift(qs[..., 0], [0, 8, 16, 24], 2) & 0xFF
+    grid = _grid("IQ2_XXS")[gidx].reshape(nb, -1, 4, 8)
+    return (db * grid * signs).reshape(nb, -1)
+
+
+def _iq2_xs(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    qs = _u16(b[:, 2:66]).to(torch.int64)
+    sc = (_shift(b[:, 66:74], [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.float32)
+    db = (d * (0.5 + sc) * 0.25).reshape(nb, -1, 1, 1)
+    signs = _sign_bits(_ksigns()[qs >> 9].unsqueeze(-1)).reshape(nb, -1, 2, 8)
+    grid = _grid("IQ2_XS")[qs & 511].reshape(nb, -1, 2, 8)
+    return (db * grid * signs).reshape(nb, -1)
+
+
+def _iq2_s(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    qs, sg, qh, sc = b[:, 2:34], b[:, 34:66], b[:, 66:74], b[:, 74:82]
+    scf = (_shift(sc, [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.float32)
+    db = (d * (0.5 + scf) * 0.25).reshape(nb, -1, 1, 1)
+    signs = _sign_bits(sg).reshape(nb, -1, 2, 8)
+    hi = (_shift(qh, [0, 2, 4, 6], 2) & 0x03).reshape(nb, -1).to(torch.int64)
+    idx = qs.to(torch.int64) | (hi << 8)
+    grid = _grid("IQ2_S")[idx].reshape(nb, -1, 2, 8)
+    return (db * grid * signs).reshape(nb, -1)
+
+
+def _iq3_xxs(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    qs, scales = b[:, 2:66].to(torch.int64), _u32(b[:, 66:98])
+    db = (d * (0.5 + (scales >> 28).to(torch.float32)) * 0.5).reshape(nb, -1, 1, 1)
+    sidx = _shift(scales, [0, 7, 14, 21], 2) & 0x7F
+    signs = _sign_bits(_ksigns()[sidx]).reshape(nb, -1, 4, 8)
+    grid = _grid("IQ3_XXS")[qs].reshape(nb, -1, 4, 8)
+    return (db * grid * signs).reshape(nb, -1)
+
+
+def _iq3_s(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    qs, qh, sg, sc = b[:, 2:66], b[:, 66:74], b[:, 74:106], b[:, 106:110]
+    scu = (_shift(sc, [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.int32)
+    db = (d * (1 + 2 * scu).to(torch.float32)).reshape(nb, -1, 1, 1)
+    signs = _sign_bits(sg).reshape(nb, -1, 4, 8)
+    hi = (_shift(qh, list(range(8)), 2) & 1).reshape(nb, -1).to(torch.int64)
+    grid = _grid("IQ3_S")[qs.to(torch.int64) | (hi << 8)].reshape(nb, -1, 4, 8)
+    return (db * grid * signs).reshape(nb, -1)
+
+
+def _iq1_s(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    d = _f16(b[:, :2])
+    qs, qh = b[:, 2:34].to(torch.int64), _u16(b[:, 34:50]).to(torch.int64)
+    dl = (d * (2 * ((qh >> 12) & 7) + 1).to(torch.float32)).reshape(nb, -1, 1, 1)
+    delta = float(gq.IQ1_S.delta)
+    dlt = torch.where((qh & 0x8000) == 0, delta, -delta).to(torch.float32).reshape(nb, -1, 1, 1)
+    idx = qs | (((_shift(qh, [0, 3, 6, 9], 2) & 7) << 8).reshape(nb, -1))
+    grid = _grid("IQ1_S")[idx].reshape(nb, -1, 4, 8)
+    return (dl * (grid + dlt)).reshape(nb, -1)
+
+
+def _iq1_m(b: Tensor) -> Tensor:
+    nb = b.size(0)
+    qs, qh = b[:, :32].to(torch.int64), b[:, 32:48].to(torch.int64)
+    scales = _u16(b[:, 48:56]).to(torch.int64)
+    dbits = (scales & 0xF000) >> torch.tensor([12, 8, 4, 0])
+    dbits = dbits[:, 0] | dbits[:, 1] | dbits[:, 2] | dbits[:, 3]
+    d = dbits.to(torch.int16).view(torch.float16).to(torch.float32).reshape(nb, 1)
+    sc = (_shift(scales, [0, 3, 6, 9], 2) & 7).reshape(nb, -1)
+    dl = (d * (2 * sc + 1).to(torch.float32)).reshape(nb, -1, 2, 1, 1)
+    qhs = _shift(qh, [0, 4], 2).reshape(nb, -1)
+    idx = qs | ((qhs & 7) << 8)
+    delta = float(gq.IQ1_M.delta)
+    dlt = torch.where((qhs & 8) == 0, delta, -delta).to(torch.float32).reshape(nb, -1, 2, 2, 1)
+    grid = _grid("IQ1_M")[idx].reshape(nb, -1, 2, 2, 8)
+    return (dl * (grid + dlt)).reshape(nb, -1)
+
+
+def _bf16(b: Tensor) -> Tensor:
+    return (_u16(b) << 16).view(torch.float32)
+
+
+_KERNELS: dict[GGMLQuantizationType, _Kernel] = {
+    T.Q4_0: _q4_0,
+    T.Q4_1: _q4_1,
+    T.Q5_0: lambda b: _q5(b, with_min=False),
+    T.Q5_1: lambda b: _q5(b, with_min=True),
+    T.Q8_0: _q8_0,
+    T.Q2_K: _q2_k,
+    T.Q3_K: _q3_k,
+    T.Q4_K: _q4_k,
+    T.Q5_K: _q5_k,
+    T.Q6_K: _q6_k,
+    T.TQ1_0: _tq1_0,
+    T.TQ2_0: _tq2_0,
+    T.MXFP4: _mxfp4,
+    T.NVFP4: _nvfp4,
+    T.IQ4_NL: _iq4_nl,
+    T.IQ4_XS: _iq4_xs,
+    T.IQ2_XXS: _iq2_xxs,
+    T.IQ2_XS: _iq2_xs,
+    T.IQ2_S: _iq2_s,
+    T.IQ3_XXS: _iq3_xxs,
+    T.IQ3_S: _iq3_s,
+    T.IQ1_S: _iq1_s,
+    T.IQ1_M: _iq1_m,
+    T.BF16: _bf16,
+}
+
+#: Every type this module dequantizes (gguf-py 0.19's dequantizable set).
+SUPPORTED_TYPES: tuple[GGMLQuantizationType, ...] = (T.F32, T.F16, *_KERNELS)
+
+
+def ggml_type(name: str | int | GGMLQuantizationType) -> GGMLQuantizationType:
+    """Resolve a GGML type given by name (``"Q4_K"``), id or enum."""
+    try:
+        if isinstance(name, str):
+            return GGMLQuantizationType[name.upper()]
+        return GGMLQuantizationType(name)
+    except (KeyError, ValueError):
+        raise InvalidCheckpoint(
+            reason(Code.RUNTIME_BAD_TENSOR, f"unknown GGML type {name!r}", where="ggml_type")
+        ) from None
+
+
+def dequantize(data: Tensor, qtype: GGMLQuantizationType, name: str = "weight") -> Tensor:
+    """Dequantize raw GGML data ``[..., row_bytes]`` (uint8; typed for F32/F16) to float32 ``[..., K]``."""
+    if qtype == T.F32:
+        return data.contiguous().view(torch.float32) if data.dtype == torch.uint8 else data.to(torch.float32)
+    if qtype == T.F16:
+        return (data.contiguous().view(torch.float16) if data.dtype == torch.uint8 else data).to(torch.float32)
+    kernel = _KERNELS.get(qtype)
+    if kernel is None:
+        raise InvalidCheckpoint(
+            reason(
+                Code.RUNTIME_BAD_TENSOR,
+                f"tensor '{name}': GGML type {qtype.name} cannot be dequantized",
+                where=name,
+                hint=f"supported: {', '.join(t.name for t in SUPPORTED_TYPES)}",
+            )
+        )
+    if data.dtype != torch.uint8:
+        raise InvalidCheckpoint(
+            reason(
+                Code.RUNTIME_BAD_TENSOR, f"tensor '{name}': raw GGML data must be uint8, got {data.dtype}", where=name
+            )
+        )
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    row_bytes = data.size(-1)
+    if row_bytes % type_size:
+        raise InvalidCheckpoint(
+            reason(
+                Code.RUNTIME_BAD_TENSOR,
+                f"tensor '{name}': row of {row_bytes} bytes is not a whole number "
+                f"of {qtype.name} blocks ({type_size} bytes)",
+                where=name,
+            )
+        )
+    lead = data.shape[:-1]
+    blocks = data.reshape(-1, type_size)
+    out = kernel(blocks)
+    return out.reshape(*lead, row_bytes // type_size * block)

@@ -1,0 +1,66 @@
+"""GGUF linear: every GGML type is dequantized to the model dtype at load, then a float linear
+(what SGLang's Ascend GGUF kernel does, sglang_ascend.md 6.5: no memory saving on the NPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Self
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from quantspec.description import QuantSpec
+from quantspec.runtime.gguf_dequant import dequantize, ggml_type
+from quantspec.runtime.ops.base import Ops
+from quantspec.runtime.schemes.base import (
+    LinearScheme,
+    TensorSet,
+    bad_tensor,
+    buffers,
+    check_finite,
+    check_model_dtype,
+    float_bias,
+)
+from quantspec.runtime.schemes.registry import register_linear
+from quantspec.vocab import FormatFamily, SchemeId
+
+
+@register_linear(FormatFamily.GGUF, SchemeId.GGUF)
+class GgufLinear(LinearScheme):
+    """``weight``: raw GGML bytes ``[N, row_bytes]`` (uint8) of type ``quant.weight.ggml_type``,
+    or a typed F32/F16/BF16 ``[N, K]`` tensor. Dequantized once at load."""
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        tensors: Mapping[str, Tensor],
+        quant: QuantSpec,
+        *,
+        out_features: int,
+        in_features: int,
+        model_dtype: torch.dtype,
+        ops: Ops,
+        bias: Tensor | None = None,
+    ) -> Self:
+        """Dequantize (bit-identical to gguf-py), check the shape, cast to the model dtype."""
+        check_model_dtype(model_dtype)
+        n, k = out_features, in_features
+        ts = TensorSet(tensors)
+        raw = ts.get("weight", (torch.uint8, torch.float16, torch.bfloat16, torch.float32))
+        if raw.dtype == torch.uint8:
+            if quant.weight.ggml_type is None:
+                raise bad_tensor("weight", "raw GGML bytes need quant.weight.ggml_type")
+            w = dequantize(raw, ggml_type(quant.weight.ggml_type))
+        else:
+            w = raw.to(torch.float32)
+        if tuple(w.shape) != (n, k):
+            raise bad_tensor("weight", f"dequantized shape {tuple(w.shape)} != ({n}, {k})")
+        check_finite("weight", w)
+        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
+        buffers(self, weight=w.to(model_dtype), bias=float_bias(bias, ts, n, model_dtype))
+        return self
+
+    def forward_2d(self, x: Tensor) -> Tensor:
+        """Plain float linear on the dequantized weight."""
+        return F.linear(x, self.weight, self.bias)

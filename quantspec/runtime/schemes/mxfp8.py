@@ -1,0 +1,107 @@
+"""MXFP8 (W8A8_MXFP8, Ascend 950): offline ModelSlim checkpoints and online quantization.
+
+Both end in the same NPU form (sglang_ascend.md 3.4, 7.3): an E4M3 weight as the transposed
+view ``[K, N]`` of ``[N, K]`` and E8M0 scales in pairs as the transposed view ``[K/64, N, 2]``
+of ``[N, K/64, 2]`` (the kernel wants weight and scale with the same transposition). Forward
+quantizes activations with ``npu_dynamic_mx_quant`` and runs the MX ``npu_quant_matmul``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Self
+
+import torch
+from torch import Tensor
+
+from quantspec.description import QuantSpec
+from quantspec.runtime import numerics as nm
+from quantspec.runtime.ops.base import Ops
+from quantspec.runtime.schemes.base import LinearScheme, TensorSet, bad_tensor, buffers, check_model_dtype, float_bias
+from quantspec.runtime.schemes.registry import register_linear
+from quantspec.vocab import FormatFamily, SchemeId
+
+#: E8M0 byte that the engines use as a "never loaded" sentinel (and OCP's NaN).
+E8M0_NAN = 0xFF
+
+
+class _MxFp8Base(LinearScheme):
+    weight_scale: Tensor
+
+    def _install(self, weight_nk: Tensor, scale_pairs: Tensor, bias: Tensor | None) -> None:
+        buffers(self, weight=weight_nk.t(), weight_scale=scale_pairs.transpose(0, 1), bias=bias)
+
+    def forward_2d(self, x: Tensor) -> Tensor:
+        """``npu_dynamic_mx_quant`` (E4M3) then the MX ``npu_quant_matmul``."""
+        qx, xs = self.ops.npu_dynamic_mx_quant(x, dst_type=torch.float8_e4m3fn)
+        return self.ops.npu_quant_matmul(
+            qx,
+            self.weight,
+            self.weight_scale,
+            scale_dtype=self.ops.float8_e8m0fnu,
+            pertoken_scale=xs,
+            pertoken_scale_dtype=self.ops.float8_e8m0fnu,
+            bias=self.bias,
+            output_dtype=x.dtype,
+            group_sizes=[1, 1, 32],
+        )
+
+
+@register_linear(FormatFamily.MODELSLIM, SchemeId.W8A8_MXFP8)
+class ModelSlimMxFp8(_MxFp8Base):
+    """Offline MXFP8: ``weight`` float8_e4m3fn ``[N, K]``, ``weight_scale`` uint8 ``[N, ceil(K/32)]``."""
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        tensors: Mapping[str, Tensor],
+        quant: QuantSpec,
+        *,
+        out_features: int,
+        in_features: int,
+        model_dtype: torch.dtype,
+        ops: Ops,
+        bias: Tensor | None = None,
+    ) -> Self:
+        """Pair the block scales and keep transposed views (no copy of the payload)."""
+        check_model_dtype(model_dtype)
+        n, k = out_features, in_features
+        ts = TensorSet(tensors)
+        weight = ts.get("weight", (torch.float8_e4m3fn,), [(n, k)])
+        scale = ts.get("weight_scale", (torch.uint8,), [(n, -(-k // 32))])
+        if bool((scale == E8M0_NAN).any()):
+            raise bad_tensor("weight_scale", "holds the E8M0 NaN byte 0xFF (missing or corrupt scales)")
+        if not bool(torch.isfinite(weight.to(torch.float32)).all()):
+            raise bad_tensor("weight", "holds NaN values")
+        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
+        self._install(weight, nm.pair_scales(scale).contiguous(), float_bias(bias, ts, n, torch.float32))
+        return self
+
+
+@register_linear(FormatFamily.MXFP8_ONLINE, SchemeId.W8A8_MXFP8)
+class OnlineMxFp8(_MxFp8Base):
+    """Online MXFP8: a float ``weight [N, K]`` quantized with ``npu_dynamic_mx_quant`` at load."""
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        tensors: Mapping[str, Tensor],
+        quant: QuantSpec,
+        *,
+        out_features: int,
+        in_features: int,
+        model_dtype: torch.dtype,
+        ops: Ops,
+        bias: Tensor | None = None,
+    ) -> Self:
+        """Quantize the weight along K (E4M3, scales in pairs ``[N, K/64, 2]``)."""
+        check_model_dtype(model_dtype)
+        n, k = out_features, in_features
+        ts = TensorSet(tensors)
+        weight = ts.get("weight", (torch.float16, torch.bfloat16, torch.float32), [(n, k)], finite=True)
+        if weight.dtype == torch.float32:
+            weight = weight.to(model_dtype)
+        qw, scale = ops.npu_dynamic_mx_quant(weight, dst_type=torch.float8_e4m3fn)
+        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
+        self._install(qw, scale, float_bias(bias, ts, n, torch.float32))
+        return self
