@@ -112,8 +112,6 @@ def build_float_model(arch: TinyArch, *, seed: int = 0, dtype: torch.dtype = tor
                 # Fused 3-D experts and the router are left zero/empty by some v5 initialisers.
                 param.copy_(cfg.initializer_range * torch.randn(param.shape, generator=gen))
     model = model.to(dtype)
-    # from_config(dtype=float32) recorded float32; config.json must name the stored dtype.
-    model.config.dtype = dtype
     model.eval()
     return model
 
