@@ -156,6 +156,9 @@ def find_sources(model_dir: Path) -> tuple[list[Source], dict[str, Any]]:
     if (desc.exists() or desc.is_symlink()) and rd.load(modelslim.FILENAME) is not None:
         sources.append(Source(kind=SourceKind.DESCRIPTION, file=modelslim.FILENAME))
     config = rd.load(CONFIG)
+    if config is not None and not isinstance(config, Mapping):
+        rd.errors.append(reason(Code.FORMAT_WRONG_TYPE, "config.json must be a JSON object",
+                                file=str(model_dir / CONFIG), where="/"))
     if isinstance(config, Mapping):
         # mlx-lm also copies its `quantization` object to `quantization_config` (without
         # quant_method): name it MLX rather than "unknown".

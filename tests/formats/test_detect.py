@@ -155,3 +155,9 @@ def test_missing_folder_and_file_argument(tmp_path: Path) -> None:
     with pytest.raises(QuantspecError) as exc2:
         detect(f)
     assert exc2.value.code is Code.NOT_A_DIRECTORY
+
+
+def test_config_json_must_be_an_object(make_model: MakeDir) -> None:
+    with pytest.raises(InvalidCheckpoint) as exc:
+        read_description(make_model({"config.json": [1, 2]}))
+    assert exc.value.code is Code.FORMAT_WRONG_TYPE

@@ -55,3 +55,13 @@ def test_read_description_only_raises_quantspec_errors(tmp_path: Path, data: Any
     (root / name).write_text(json.dumps(payload), encoding="utf-8")
     with contextlib.suppress(QuantspecError):
         read_description(root)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=64) | st.text(max_size=64).map(str.encode))
+def test_arbitrary_bytes_only_raise_quantspec_errors(tmp_path: Path, content: bytes) -> None:
+    root = tmp_path / "b"
+    root.mkdir(exist_ok=True)
+    (root / "quant_model_description.json").write_bytes(content)
+    with contextlib.suppress(QuantspecError):
+        read_description(root)
