@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from quantspec.description import WeightQuant
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
-from quantspec.vocab import ElementType, FormatFamily, Granularity, SchemeId
+from quantspec.vocab import ElementType, Granularity, SchemeId
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -174,14 +174,6 @@ def unsupported(name: str, *, file: str, where: str | None, detail: str = "") ->
             hint="supported formats: " + ", ".join(SUPPORTED_FORMATS),
         )
     )
-
-
-def family_name(family: FormatFamily) -> str:
-    """Human name of a format family, as producers spell it."""
-    return {
-        FormatFamily.AUTO_ROUND: "auto-round",
-        FormatFamily.COMPRESSED_TENSORS: "compressed-tensors",
-    }.get(family, family.value)
 
 
 _INT_ELEMENTS = {2: ElementType.INT2, 3: ElementType.INT3, 4: ElementType.INT4, 8: ElementType.INT8}

@@ -28,6 +28,7 @@ from quantspec._io import check_inside, read_json
 from quantspec.errors import Code, InvalidCheckpoint, InvalidInput, QuantspecError, Reason, reason
 from quantspec.formats import modelslim, unsupported
 from quantspec.formats.base import pointer
+from quantspec.formats.dispatch import family_of
 from quantspec.vocab import FormatFamily
 
 CONFIG = "config.json"
@@ -251,8 +252,6 @@ def classify(source: Source, data: Any) -> tuple[FormatFamily | None, str | None
         return None, "MLX"
     if source.kind is SourceKind.MODELOPT:
         return None, "NVIDIA ModelOpt"
-    from quantspec.formats.dispatch import family_of
-
     return family_of(data, default_method=default_method(source.file))
 
 

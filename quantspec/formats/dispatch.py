@@ -56,9 +56,9 @@ def family_of(data: Any, *, default_method: str | None = None) -> tuple[FormatFa
     """``(family, None)`` for a supported config, ``(None, name)`` for a recognised unsupported one."""
     if not isinstance(data, Mapping):
         return None, "non-object quantization config"
-    rejection = unsupported.recognise(data, file="", where=None)
-    if rejection is not None:
-        return None, rejection.reasons[0].message.split(" checkpoints are")[0]
+    found = unsupported.identify(data)
+    if found is not None:
+        return None, found[0]
     method = data.get("quant_method")
     if method is None:
         guessed = _method_without_key(data, default_method)

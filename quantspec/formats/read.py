@@ -41,8 +41,7 @@ def _read_source(model_dir: Path, source: Source, files: dict[str, object]) -> C
         raise unsupported.recognise_modelopt_file(files.get(source.file), file=file)
     if source.kind is SourceKind.MLX:
         config = files.get(CONFIG)
-        assert isinstance(config, dict)
-        raise unsupported.reject_mlx(config, file=file)
+        raise unsupported.reject_mlx(config if isinstance(config, dict) else {}, file=file)
     data = source_data(source, files)
     if source.kind is SourceKind.DESCRIPTION:
         from quantspec.formats import modelslim

@@ -86,27 +86,32 @@ def is_bitsandbytes(qc: Mapping[str, Any]) -> bool:
     return qc.get("load_in_4bit") is True or qc.get("load_in_8bit") is True
 
 
-def recognise(qc: Mapping[str, Any], *, file: str, where: str | None) -> InvalidCheckpoint | None:
-    """The rejection for ``qc`` when it is a known unsupported format, else None."""
+def identify(qc: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(name, detail)`` of the unsupported format ``qc`` is, or None when it is none of them."""
     method = qc.get("quant_method")
     if is_bitsandbytes(qc):
-        return unsupported("bitsandbytes", file=file, where=where, detail=_bnb_detail(qc))
+        return "bitsandbytes", _bnb_detail(qc)
     if method == "fp8":
         raw = _safe(Fp8Config, qc)
         block = raw.weight_block_size if isinstance(raw, Fp8Config) else None
-        detail = f"block {block[0]}x{block[1]} FP8, DeepSeek style" if block and len(block) == 2 else "native FP8"
-        return unsupported("fp8", file=file, where=where, detail=detail)
+        return "fp8", f"block {block[0]}x{block[1]} FP8, DeepSeek style" if block and len(block) == 2 else "native FP8"
     if method == "mxfp4":
-        return unsupported("gpt-oss MXFP4 (quant_method mxfp4)", file=file, where=where,
-                           detail="fused 3-D expert blocks")
+        return "gpt-oss MXFP4 (quant_method mxfp4)", "fused 3-D expert blocks"
     section = qc.get("quantization")
     if isinstance(section, Mapping) and "quant_algo" in section:  # a whole hf_quant_config.json
         qc = section
     if method == "modelopt" or "quant_algo" in qc:
         algo = qc.get("quant_algo")
-        return unsupported("NVIDIA ModelOpt", file=file, where=where,
-                           detail=str(algo) if isinstance(algo, str) else "")
+        return "NVIDIA ModelOpt", str(algo) if isinstance(algo, str) else ""
     return None
+
+
+def recognise(qc: Mapping[str, Any], *, file: str, where: str | None) -> InvalidCheckpoint | None:
+    """The rejection for ``qc`` when it is a known unsupported format, else None."""
+    found = identify(qc)
+    if found is None:
+        return None
+    return unsupported(found[0], file=file, where=where, detail=found[1])
 
 
 def recognise_modelopt_file(data: Any, *, file: str) -> InvalidCheckpoint:
@@ -126,7 +131,8 @@ def is_mlx(config: Mapping[str, Any]) -> bool:
 
 def reject_mlx(config: Mapping[str, Any], *, file: str) -> InvalidCheckpoint:
     """The rejection for an MLX checkpoint."""
-    raw = _safe(MlxQuantization, config["quantization"])
+    section = config.get("quantization")
+    raw = _safe(MlxQuantization, section) if isinstance(section, Mapping) else None
     detail = ""
     if isinstance(raw, MlxQuantization) and raw.bits is not None:
         detail = f"{raw.bits}-bit group {raw.group_size} {raw.mode or 'affine'}"
