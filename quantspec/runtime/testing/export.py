@@ -14,6 +14,7 @@ compressed-tensors and GGUF folders are written by their own libraries in
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,8 @@ def write_folder(
     if quantization_config is not None:
         config["quantization_config"] = dict(quantization_config)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    flat = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(flat, str(out / "model.safetensors"), metadata={"format": "pt"})
     for name, data in (side_files or {}).items():
         (out / name).write_text(json.dumps(data, indent=2) + "\n")
 
@@ -160,7 +162,7 @@ def _static_params(lo: float, hi: float) -> tuple[float, int]:
     """Asymmetric int8 activation ``(scale, offset)`` covering ``[lo, hi]`` (zero representable)."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = max(hi - lo, 1e-6) / 255.0
-    offset = int(round(-128.0 - lo / scale))
+    offset = round(-128.0 - lo / scale)
     return scale, max(-128, min(127, offset))
 
 
@@ -249,8 +251,14 @@ def export_awq(model: PreTrainedModel, arch: TinyArch, out: Path, *, bits: int =
         state, _weight_only_writer(lambda w: wr.awq_gemm(w, bits=bits, group_size=group_size))
     )
     skip = None if arch is TinyArch.LLAMA else (["gate"] if arch is TinyArch.MIXTRAL else ["mlp.gate"])
-    qcfg: dict[str, Any] = {"quant_method": "awq", "bits": bits, "group_size": group_size, "zero_point": True,
-                            "version": "gemm", "modules_to_not_convert": skip}
+    qcfg: dict[str, Any] = {
+        "quant_method": "awq",
+        "bits": bits,
+        "group_size": group_size,
+        "zero_point": True,
+        "version": "gemm",
+        "modules_to_not_convert": skip,
+    }
     write_folder(out, model, tensors, quantization_config=qcfg)
     return Exported(out, arch, quantized=tuple(quantized), float_linears=tuple(kept))
 
@@ -272,27 +280,59 @@ def export_gptq(
     counter = iter(range(1 << 30))
     tensors, quantized, kept = quantize_modules(
         state,
-        _weight_only_writer(lambda w: wr.gptq(w, bits=bits, group_size=group_size, v1=not v2, act_order=desc_act,
-                                              seed=next(counter))),
+        _weight_only_writer(
+            lambda w: wr.gptq(w, bits=bits, group_size=group_size, v1=not v2, act_order=desc_act, seed=next(counter))
+        ),
     )
     routers = _router_modules(state)
-    dynamic = {f"-:^{m.replace('.', chr(92) + '.')}$": {} for m in routers} or None
+    dynamic: dict[str, dict[str, Any]] | None = {f"-:^{re.escape(m)}$": {} for m in routers} or None
     qcfg: dict[str, Any]
     if v2:
-        qcfg = {"bits": bits, "group_size": group_size, "desc_act": desc_act, "sym": True, "lm_head": False,
-                "quant_method": "gptq", "method": "gptq", "format": "gptq_v2", "checkpoint_format": "gptq_v2",
-                "pack_dtype": "int32", "dynamic": dynamic,
-                "meta": {"quantizer": ["gptqmodel:5.0.0"], "static_groups": False, "true_sequential": True,
-                         "damp_percent": 0.05, "uri": "https://github.com/modelcloud/gptqmodel"}}
+        qcfg = {
+            "bits": bits,
+            "group_size": group_size,
+            "desc_act": desc_act,
+            "sym": True,
+            "lm_head": False,
+            "quant_method": "gptq",
+            "method": "gptq",
+            "format": "gptq_v2",
+            "checkpoint_format": "gptq_v2",
+            "pack_dtype": "int32",
+            "dynamic": dynamic,
+            "meta": {
+                "quantizer": ["gptqmodel:5.0.0"],
+                "static_groups": False,
+                "true_sequential": True,
+                "damp_percent": 0.05,
+                "uri": "https://github.com/modelcloud/gptqmodel",
+            },
+        }
     else:
-        qcfg = {"bits": bits, "group_size": group_size, "damp_percent": 0.01, "desc_act": desc_act,
-                "static_groups": False, "sym": True, "true_sequential": True, "model_name_or_path": None,
-                "model_file_base_name": None, "quant_method": "gptq", "checkpoint_format": "gptq"}
+        qcfg = {
+            "bits": bits,
+            "group_size": group_size,
+            "damp_percent": 0.01,
+            "desc_act": desc_act,
+            "static_groups": False,
+            "sym": True,
+            "true_sequential": True,
+            "model_name_or_path": None,
+            "model_file_base_name": None,
+            "quant_method": "gptq",
+            "checkpoint_format": "gptq",
+        }
         if dynamic:
             qcfg["dynamic"] = dynamic
-    write_folder(out, model, tensors, quantization_config=qcfg,
-                 side_files={"quantize_config.json": {k: v for k, v in qcfg.items() if k != "quant_method"}
-                             | {"quant_method": "gptq"}})
+    write_folder(
+        out,
+        model,
+        tensors,
+        quantization_config=qcfg,
+        side_files={
+            "quantize_config.json": {k: v for k, v in qcfg.items() if k != "quant_method"} | {"quant_method": "gptq"}
+        },
+    )
     return Exported(out, arch, quantized=tuple(quantized), float_linears=tuple(kept))
 
 
@@ -311,10 +351,18 @@ def export_auto_round(
     tensors, quantized, kept = quantize_modules(
         state, _weight_only_writer(lambda w: wr.auto_round(w, packing, bits=bits, group_size=group_size, sym=True))
     )
-    qcfg: dict[str, Any] = {"bits": bits, "data_type": "int", "group_size": group_size, "sym": True, "iters": 0,
-                            "low_gpu_mem_usage": True, "autoround_version": "0.12.3",
-                            "block_name_to_quantize": "model.layers", "quant_method": "auto-round",
-                            "packing_format": packing.value}
+    qcfg: dict[str, Any] = {
+        "bits": bits,
+        "data_type": "int",
+        "group_size": group_size,
+        "sym": True,
+        "iters": 0,
+        "low_gpu_mem_usage": True,
+        "autoround_version": "0.12.3",
+        "block_name_to_quantize": "model.layers",
+        "quant_method": "auto-round",
+        "packing_format": packing.value,
+    }
     routers = _router_modules(state)
     if routers:
         qcfg["extra_config"] = {m: {"bits": 16, "data_type": "float"} for m in routers}

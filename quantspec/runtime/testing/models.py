@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Any, cast
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
@@ -49,7 +50,7 @@ HEAD_DIM = 64
 EXPERTS = 4
 TOP_K = 2
 
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "hidden_size": HIDDEN,
     "num_hidden_layers": LAYERS,
     "num_attention_heads": HEADS,
@@ -102,7 +103,7 @@ def build_float_model(arch: TinyArch, *, seed: int = 0, dtype: torch.dtype = tor
     """
     cfg = tiny_config(arch, dtype)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model = cast(PreTrainedModel, AutoModelForCausalLM.from_config(cfg, dtype=torch.float32))  # type: ignore[no-untyped-call]
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -111,8 +112,11 @@ def build_float_model(arch: TinyArch, *, seed: int = 0, dtype: torch.dtype = tor
             elif "experts" in name or name.endswith("mlp.gate.weight"):
                 # Fused 3-D experts and the router are left zero/empty by some v5 initialisers.
                 param.copy_(cfg.initializer_range * torch.randn(param.shape, generator=gen))
-    model = model.to(dtype)
-    model.eval()
+    # nn.Module.to: transformers' typed wrapper of .to() does not accept a bare dtype.
+    nn.Module.to(model, dtype)
+    # from_config(dtype=float32) recorded float32; config.json must name the stored dtype.
+    model.config.dtype = dtype
+    model.train(False)
     return model
 
 
@@ -162,4 +166,5 @@ def token_batch(*, batch: int = 2, seq: int = 16, seed: int = 1234) -> Tensor:
 @torch.no_grad()
 def logits(model: PreTrainedModel, tokens: Tensor) -> Tensor:
     """``[batch, seq, vocab]`` float32 logits of ``model`` on ``tokens`` (no KV cache)."""
-    return model(input_ids=tokens, use_cache=False).logits.to(torch.float32)
+    out: Tensor = model(input_ids=tokens, use_cache=False).logits
+    return out.to(torch.float32)

@@ -1,0 +1,162 @@
+"""compressed-tensors checkpoints written by the compressed-tensors library itself (CPU only).
+
+llm-compressor is not needed for round-to-nearest schemes: the library's own lifecycle does the
+rest. The exporter builds the checkpoint's module tree (one ``nn.Linear`` per linear module, MoE
+experts per expert as llm-compressor calibrates them), applies the :class:`QuantizationConfig`
+with ``apply_quantization_config``, fills each weight's qparams with the library's
+``calculate_qparams`` from the weight's min/max (what the ``memoryless_minmax`` observer computes
+for weights, without calibration data), then compresses with ``ModelCompressor.compress_model``
+and serialises ``quantization_config`` with ``ModelCompressor.update_config``. The safetensors
+names, dtypes and layouts are therefore the library's, not ours.
+
+The producer's own decompression of the written folder is
+:func:`ct_dequantized` (the library's model-free ``CompressedTensorsDequantizer``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import torch
+from compressed_tensors.compressors import ModelCompressor  # type: ignore[import-untyped]
+from compressed_tensors.entrypoints.convert.converters.ct_dequantizer import (  # type: ignore[import-untyped]
+    CompressedTensorsDequantizer,
+)
+from compressed_tensors.quantization import (  # type: ignore[import-untyped]
+    QuantizationArgs,
+    QuantizationConfig,
+    QuantizationScheme,
+    apply_quantization_config,
+    preset_name_to_scheme,
+)
+from compressed_tensors.quantization.utils import calculate_qparams  # type: ignore[import-untyped]
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from quantspec.runtime.testing.export import Exported, linear_modules, module_kind, write_folder
+from quantspec.runtime.testing.models import TinyArch, checkpoint_state_dict
+
+EXPERTS_RE = r"re:.*\.experts\.\d+\.(gate_proj|up_proj|down_proj|w1|w2|w3)$"
+ATTENTION_RE = r"re:.*self_attn\.(q_proj|k_proj|v_proj|o_proj)$"
+#: What llm-compressor's recipes put in ``ignore``: the head and the routers (class ``*Gate*``).
+IGNORE = ["lm_head", r"re:.*mlp\.gate$", r"re:.*block_sparse_moe\.gate$"]
+
+
+class CTRecipe(StrEnum):
+    """The compressed-tensors schemes the end-to-end tests export."""
+
+    #: Every linear W4A16 (``pack-quantized``, group 128, symmetric).
+    W4A16 = "w4a16"
+    #: Experts only W4A16; attention left unquantized (a common MoE recipe).
+    W4A16_EXPERTS = "w4a16_experts"
+    #: Every linear W8A8 int8: per-channel weights, dynamic per-token activations (``int-quantized``).
+    W8A8 = "w8a8"
+    #: Attention W8A8 (group_0) and experts W4A8 per channel with dynamic int8 tokens (group_1),
+    #: the two-group layout SGLang's ``NPUCompressedTensorsW4A8Int8DynamicMoE`` reads.
+    W4A8_MOE = "w4a8_moe"
+
+
+def _w4a8_channel(targets: list[str]) -> QuantizationScheme:
+    return QuantizationScheme(
+        targets=targets,
+        weights=QuantizationArgs(num_bits=4, type="int", symmetric=True, strategy="channel"),
+        input_activations=QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True),
+    )
+
+
+def recipe_config(recipe: CTRecipe) -> QuantizationConfig:
+    """The library :class:`QuantizationConfig` of a recipe."""
+    groups: dict[str, QuantizationScheme]
+    match recipe:
+        case CTRecipe.W4A16:
+            groups = {"group_0": preset_name_to_scheme("W4A16", ["Linear"])}
+        case CTRecipe.W4A16_EXPERTS:
+            groups = {"group_0": preset_name_to_scheme("W4A16", [EXPERTS_RE])}
+        case CTRecipe.W8A8:
+            groups = {"group_0": preset_name_to_scheme("W8A8", ["Linear"])}
+        case CTRecipe.W4A8_MOE:
+            groups = {"group_0": preset_name_to_scheme("W8A8", [ATTENTION_RE]), "group_1": _w4a8_channel([EXPERTS_RE])}
+    return QuantizationConfig(config_groups=groups, ignore=list(IGNORE))
+
+
+def _module_tree(state: dict[str, Tensor]) -> nn.Module:
+    """One ``nn.Linear`` per linear module of the checkpoint, at its checkpoint path."""
+    root = nn.Module()
+    for module in linear_modules(state):
+        w = state[f"{module}.weight"]
+        *parents, leaf = module.split(".")
+        cur = root
+        for p in parents:
+            if not hasattr(cur, p):
+                cur.add_module(p, nn.Module())
+            cur = getattr(cur, p)
+        lin = nn.Linear(w.size(1), w.size(0), bias=False, dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+        cur.add_module(leaf, lin)
+    return root
+
+
+@torch.no_grad()
+def _fill_weight_qparams(root: nn.Module) -> None:
+    """Weight scale / zero point from the weight's own min/max, through the library's formula."""
+    for _name, mod in root.named_modules():
+        scheme = getattr(mod, "quantization_scheme", None)
+        if not isinstance(mod, nn.Linear) or scheme is None or scheme.weights is None:
+            continue
+        args: QuantizationArgs = scheme.weights
+        w = mod.weight.to(torch.float32)
+        if args.strategy == "group":
+            assert args.group_size is not None
+            g = w.reshape(w.size(0), -1, args.group_size)
+            lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+        elif args.strategy == "channel":
+            lo, hi = w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
+        else:
+            raise ValueError(f"weight strategy {args.strategy} is not used by the recipes")
+        scale, zp = calculate_qparams(lo, hi, args)
+        # apply_quantization_config registered these parameters on the module.
+        w_scale: Tensor = getattr(mod, "weight_scale")  # noqa: B009
+        w_scale.copy_(scale.to(w_scale.dtype))
+        w_zp: Tensor | None = getattr(mod, "weight_zero_point", None)
+        if w_zp is not None:
+            w_zp.copy_(zp.to(w_zp.dtype))
+
+
+def export_compressed_tensors(model: PreTrainedModel, arch: TinyArch, out: Path, recipe: CTRecipe) -> Exported:
+    """Quantize and compress with the compressed-tensors library; write the folder."""
+    state = checkpoint_state_dict(model, arch)
+    root = _module_tree(state)
+    apply_quantization_config(root, recipe_config(recipe))
+    _fill_weight_qparams(root)
+    compressor = ModelCompressor.from_pretrained_model(root)
+    compressor.compress_model(root)
+    compressed = root.state_dict()
+    quantized = sorted({n.rpartition(".")[0] for n in compressed if not n.endswith(".weight")})
+    tensors: dict[str, Tensor] = {}
+    for name, t in state.items():
+        module = name.rpartition(".")[0]
+        if module in quantized:
+            for key in sorted(k for k in compressed if k.rpartition(".")[0] == module):
+                tensors[key] = compressed[key].detach().clone().contiguous()
+        else:
+            tensors[name] = t
+    write_folder(out, model, tensors)
+    compressor.update_config(str(out))
+    kept = tuple(m for m in linear_modules(state) if m not in quantized and module_kind(m) != "embedding")
+    return Exported(out, arch, quantized=tuple(quantized), float_linears=kept, reference=ct_dequantized(out))
+
+
+def ct_dequantized(folder: Path) -> dict[str, Tensor]:
+    """The library's decompression of the quantized modules of a folder (module -> float32 ``[N, K]``)."""
+    tensors = load_file(str(folder / "model.safetensors"))
+    packed = {n.rpartition(".")[0] for n in tensors if n.endswith("weight_scale")}
+    # Model-free, a class-name target such as "Linear" matches every ``*.weight``: hand the
+    # dequantizer only the quantized modules' tensors (norms and embeddings are not Linear).
+    mine = {n: t for n, t in tensors.items() if n.rpartition(".")[0] in packed}
+    dequantizer = CompressedTensorsDequantizer(str(folder), dtype=torch.float32)
+    out: dict[str, Any] = dequantizer.process(mine)
+    return {m: out[f"{m}.weight"].to(torch.float32) for m in sorted(packed)}
