@@ -1,0 +1,121 @@
+"""The npu backend forwards exactly the calls the cpu emulation checks (one scheme code path).
+
+No NPU here: a fake ``torch_npu`` module whose ops record their arguments and delegate to the
+emulation is injected into ``sys.modules``; every scheme is built and run once on the real ``cpu``
+backend (wrapped in a recorder) and once through ``NpuOps`` on the fake module, and the two call
+logs must be identical, argument by argument.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from quantspec.errors import BackendUnavailable, Code
+from quantspec.runtime.ops import CpuOps, get_ops
+from quantspec.runtime.ops.npu import NpuOps
+from quantspec.runtime.schemes import linear_scheme_for
+from tests.runtime.schemes.cases import CASES, Case
+
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+class RecordingOps:
+    """Wraps an ops object; records every op call (name, args, kwargs) in ``log``."""
+
+    def __init__(self, inner: Any, log: list[Call]) -> None:
+        self._inner, self._log = inner, log
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not (name.startswith("npu_") or name == "get_npu_format"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._log.append((name, args, kwargs))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def fake_torch_npu(log: list[Call]) -> types.ModuleType:
+    """A stand-in ``torch_npu`` module: recording ops that run the emulation."""
+    mod = types.ModuleType("torch_npu")
+    rec = RecordingOps(CpuOps(), log)
+    for name in dir(CpuOps):
+        if name.startswith("npu_") or name == "get_npu_format":
+            setattr(mod, name, getattr(rec, name))
+    mod.float8_e8m0fnu = 293  # type: ignore[attr-defined]
+    mod.float4_e2m1fn_x2 = 296  # type: ignore[attr-defined]
+    mod.int4 = 285  # type: ignore[attr-defined]
+    return mod
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride() and torch.equal(a, b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(type(a) is type(b) and a == b)
+
+
+def _run(case: Case, ops: Any) -> torch.Tensor:
+    n, k = case.shapes[0]
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(3)) * 0.05
+    layer = linear_scheme_for(case.family, case.scheme).from_checkpoint(
+        case.write(w, torch.bfloat16), case.quant, out_features=n, in_features=k, model_dtype=torch.bfloat16, ops=ops
+    )
+    x = torch.randn(3, k, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
+    return layer(x)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_npu_backend_makes_the_same_calls(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_log: list[Call] = []
+    npu_log: list[Call] = []
+    monkeypatch.setitem(sys.modules, "torch_npu", fake_torch_npu(npu_log))
+    npu = get_ops("npu")
+    assert isinstance(npu, NpuOps)
+    y_cpu = _run(case, RecordingOps(get_ops("cpu"), cpu_log))
+    y_npu = _run(case, npu)
+    assert cpu_log, "the scheme made no op call"
+    assert [c[0] for c in npu_log] == [c[0] for c in cpu_log]
+    for (name, a1, k1), (_, a2, k2) in zip(cpu_log, npu_log, strict=True):
+        assert _same(a1, a2), f"{name}: positional arguments differ"
+        assert k1.keys() == k2.keys() and all(_same(k1[key], k2[key]) for key in k1), f"{name}: keywords differ"
+    assert torch.equal(y_cpu, y_npu)
+
+
+def test_npu_backend_unavailable_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_npu", None)  # makes `import torch_npu` raise ImportError
+    with pytest.raises(BackendUnavailable) as exc:
+        get_ops("npu")
+    assert exc.value.code == Code.BACKEND_UNAVAILABLE
+    assert "pip install quantspec[npu]" in str(exc.value) and "CANN" in str(exc.value)
+
+
+def test_only_npu_module_imports_torch_npu() -> None:
+    root = Path(__file__).resolve().parents[3] / "quantspec"
+    offenders = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                func = node.func
+                fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if fname in ("import_module", "__import__"):
+                    names = [str(node.args[0].value)]
+            if any(n.split(".")[0] == "torch_npu" for n in names):
+                offenders.append(path.relative_to(root).as_posix())
+    assert set(offenders) <= {"runtime/ops/npu.py"}, offenders
