@@ -189,7 +189,7 @@ def source_data(source: Source, files: Mapping[str, Any]) -> Any:
     return _get(data, tokens)
 
 
-def _conflicts(sources: list[Source], chosen: Source, files: Mapping[str, Any]) -> list[Reason]:
+def _conflicts(model_dir: Path, sources: list[Source], chosen: Source, files: Mapping[str, Any]) -> list[Reason]:
     out: list[Reason] = []
     chosen_data = source_data(chosen, files)
     for other in sources:
@@ -203,18 +203,18 @@ def _conflicts(sources: list[Source], chosen: Source, files: Mapping[str, Any]) 
                 Code.FORMAT_CONFLICT,
                 f"{other.file}{other.where and '#' + other.where} also describes the quantization; "
                 f"{chosen.file} takes precedence here",
-                file=other.file, where=other.where or None,
+                file=str(model_dir / other.file), where=other.where or None,
                 hint=_precedence_hint(chosen, other),
             ))
             continue
         if isinstance(chosen_data, Mapping) and isinstance(other_data, Mapping):
-            for key in chosen_data.keys() & other_data.keys():
-                if chosen_data[key] != other_data[key]:
+            for key in other_data:  # file order, so that reports are stable
+                if key in chosen_data and chosen_data[key] != other_data[key]:
                     out.append(reason(
                         Code.FORMAT_CONFLICT,
                         f"{key!r} is {_short(other_data[key])} in {other.file} but {_short(chosen_data[key])} "
                         f"in {chosen.file}",
-                        file=other.file, where=pointer(other.where, key),
+                        file=str(model_dir / other.file), where=pointer(other.where, key),
                         hint=f"{chosen.file} is used; make the two files agree",
                     ))
     return out
@@ -272,7 +272,7 @@ def detect_with_files(model_dir: Path) -> tuple[Detection, dict[str, Any]]:
     family, name = classify(chosen, source_data(chosen, files))
     det = Detection(
         model_dir=str(model_dir), sources=tuple(sources), chosen=chosen, format=family, unsupported=name,
-        conflicts=tuple(_conflicts(sources, chosen, files)),
+        conflicts=tuple(_conflicts(model_dir, sources, chosen, files)),
     )
     return det, files
 

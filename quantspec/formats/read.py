@@ -69,7 +69,11 @@ def read_description(model_dir: Path, *, quantization: str | None = None) -> Che
             Code.USAGE, "this is a Diffusers pipeline folder; each component has its own description",
             file=str(model_dir), hint=f"read the components instead: {names}",
         ))
-    desc = unquantized_description() if det.chosen is None else _read_source(model_dir, det.chosen, files)
+    try:
+        desc = unquantized_description() if det.chosen is None else _read_source(model_dir, det.chosen, files)
+    except InvalidCheckpoint as exc:
+        # report the disagreements too: "every problem at once"
+        raise InvalidCheckpoint([*exc.reasons, *det.conflicts]) from None
     desc = _apply_request(desc, det, quantization, model_dir)
     if det.conflicts:
         desc = desc.model_copy(update={"findings": (*det.conflicts, *desc.findings)})

@@ -63,7 +63,7 @@ def test_side_file_disagreement_is_reported_per_key(make_model: MakeDir) -> None
     det = detect(root)
     assert det.chosen is not None and det.chosen.file == "config.json"
     assert len(det.conflicts) == 1
-    assert det.conflicts[0].where == "/group_size" and det.conflicts[0].file == "quantize_config.json"
+    assert det.conflicts[0].where == "/group_size" and (det.conflicts[0].file or "").endswith("/quantize_config.json")
 
 
 def test_config_pointer_precedence(make_model: MakeDir) -> None:
@@ -161,3 +161,16 @@ def test_config_json_must_be_an_object(make_model: MakeDir) -> None:
     with pytest.raises(InvalidCheckpoint) as exc:
         read_description(make_model({"config.json": [1, 2]}))
     assert exc.value.code is Code.FORMAT_WRONG_TYPE
+
+
+def test_conflicts_reported_with_fatal_errors(make_model: MakeDir) -> None:
+    gptq = {"quant_method": "gptq", "group_size": 128}
+    root = make_model({"config.json": {"quantization_config": gptq}, "quantize_config.json": {**gptq, "sym": 1}})
+    with pytest.raises(InvalidCheckpoint) as exc:
+        read_description(root)
+    assert [r.code for r in exc.value.reasons] == [Code.FORMAT_MISSING_FIELD]
+    root2 = make_model({"config.json": {"quantization_config": gptq},
+                        "quantize_config.json": {**gptq, "group_size": 64}}, "b")
+    with pytest.raises(InvalidCheckpoint) as exc2:
+        read_description(root2)
+    assert [r.code for r in exc2.value.reasons] == [Code.FORMAT_MISSING_FIELD, Code.FORMAT_CONFLICT]
