@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,12 @@ def test_import_quantspec_is_torch_free() -> None:
 @pytest.mark.parametrize("args", [["matrix"], ["matrix", "--format", "json"], ["--version"]])
 def test_cli_is_torch_free(args: list[str]) -> None:
     assert not _leaks(args)
+
+
+@pytest.mark.parametrize("fixture", ["dense_w8a8_dynamic_a3", "gguf_a3"])
+def test_plan_is_torch_free(fixture: str, tmp_path: Path) -> None:
+    from tests.plan.fixtures import FIXTURES
+
+    builder, kw = FIXTURES[fixture]
+    model = builder(tmp_path / fixture)
+    assert not _leaks(["plan", str(model), "--target", kw["target"], "--format", "json"])

@@ -10,7 +10,7 @@ from quantspec._io import read_json
 from quantspec.errors import Code, InvalidInput, Reason, reason
 from quantspec.matrix import SupportMatrix, load_matrix
 from quantspec.plan.inventory import Inventory, read_inventory
-from quantspec.plan.model import Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
+from quantspec.plan.model import PLAN_VERSION, Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
 from quantspec.plan.planner import Planner, Setting
 from quantspec.schemes import FLOAT_DTYPES
 from quantspec.vocab import Domain, FormatFamily, NpuGen, Status
@@ -126,19 +126,20 @@ def plan(
         main = quantized[0] if quantized else (comps[0] if comps else None)
         fmt = main.format if main else FormatFamily.UNQUANTIZED
         source = f"{main.name}/{main.source}" if main else "<none>"
-        return _assemble(gen, tp, policy, matrix, fmt, source, Domain.DIFFUSION, main, comps, layers, findings,
-                         __version__)
+        return _assemble(gen=gen, tp=tp, policy=policy, matrix=matrix, fmt=fmt, source=source,
+                         domain=Domain.DIFFUSION, main=main, comps=comps, layers=layers, findings=findings,
+                         version=__version__)
     comp, layers, findings, dom = _plan_one(root, component=None, domain=None, **kw)
-    return _assemble(gen, tp, policy, matrix, comp.format, comp.source, dom, comp, [comp], layers, findings,
-                     __version__)
+    return _assemble(gen=gen, tp=tp, policy=policy, matrix=matrix, fmt=comp.format, source=comp.source,
+                     domain=dom, main=comp, comps=[comp], layers=layers, findings=findings, version=__version__)
 
 
-def _assemble(gen: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix, fmt: FormatFamily, source: str,
+def _assemble(*, gen: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix, fmt: FormatFamily, source: str,
               domain: Domain, main: PlanComponent | None, comps: list[PlanComponent], layers: list[PlannedLayer],
               findings: list[Reason], version: str) -> Plan:
     frozen = tuple(layers)
     return Plan.model_construct(
-        plan_version=1, quantspec_version=version, matrix_version=matrix.matrix_version, target=gen, tp=tp,
+        plan_version=PLAN_VERSION, quantspec_version=version, matrix_version=matrix.matrix_version, target=gen, tp=tp,
         format=fmt, source=source, domain=domain, model_type=main.model_type if main else None,
         model_dtype=main.model_dtype if main else None, policy=policy, components=tuple(comps), layers=frozen,
         findings=tuple(findings), summary=summarize(frozen),

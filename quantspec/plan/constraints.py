@@ -53,12 +53,14 @@ class CheckOutcome:
 Checker = Callable[[CheckContext, Constraint, CheckOutcome], None]
 
 
-def _reject(ctx: CheckContext, c: Constraint, out: CheckOutcome, detail: str, code: Code = Code.PLAN_CONSTRAINT) -> None:
+def _reject(ctx: CheckContext, c: Constraint, out: CheckOutcome, detail: str,
+            code: Code = Code.PLAN_CONSTRAINT) -> None:
     out.reasons.append(reason(code, f"{detail} [rule {c.id.value} of {ctx.entry.key}]", where=ctx.layer,
                               hint=c.text))
 
 
-def _fallback(ctx: CheckContext, c: Constraint, out: CheckOutcome, fb: Fallback, detail: str, transform: str) -> None:
+def _fallback(ctx: CheckContext, c: Constraint, out: CheckOutcome, fb: Fallback, *, detail: str,
+              transform: str) -> None:
     if fb not in ctx.policy.fallbacks:
         _reject(ctx, c, out, f"{detail}; the policy does not allow the {fb.value} fallback")
         return
@@ -80,8 +82,8 @@ def check_nz_alignment(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> N
         out.transforms.append("cast weight to FRACTAL_NZ")
         return
     _fallback(ctx, c, out, Fallback.ND_LAYOUT,
-              f"weight [K, N] = [{k}, {n}] is not FRACTAL_NZ-aligned ({dtype} needs K % 16 == 0 and "
-              f"N % {n_mult} == 0): kept in ND", "keep weight ND (not NZ-aligned)")
+              detail=f"weight [K, N] = [{k}, {n}] is not FRACTAL_NZ-aligned ({dtype} needs K % 16 == 0 and "
+              f"N % {n_mult} == 0): kept in ND", transform="keep weight ND (not NZ-aligned)")
 
 
 def check_antiquant_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
@@ -104,8 +106,8 @@ def check_int4_nz_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> 
         out.transforms.append("cast int4 weight to FRACTAL_NZ")
         return
     _fallback(ctx, c, out, Fallback.ND_LAYOUT,
-              f"int4 group size {g} is not one of {values} that FRACTAL_NZ accepts: weight kept in ND",
-              "keep int4 weight ND (group size)")
+              detail=f"int4 group size {g} is not one of {values} that FRACTAL_NZ accepts: weight kept in ND",
+              transform="keep int4 weight ND (group size)")
 
 
 def check_mx_block(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
@@ -156,15 +158,15 @@ def check_act_order(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None
     """Act-order checkpoints run by permuting K at load (an explicit, recorded fallback)."""
     if ctx.quant.weight.act_order:
         _fallback(ctx, c, out, Fallback.PERMUTE_K,
-                  "act-order (desc_act) weights: K is permuted by g_idx at load and activations at each call",
-                  "permute K by g_idx (act-order)")
+                  detail="act-order (desc_act) weights: K is permuted by g_idx at load and activations at each call",
+                  transform="permute K by g_idx (act-order)")
 
 
 def check_dequant_at_load(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """GGUF weights are dequantized at load: recorded as a warning, never silently."""
     dt = "fp16" if ctx.model_dtype == "float16" else "bf16"
-    _fallback(ctx, c, out, Fallback.DEQUANTIZE_AT_LOAD, f"GGUF is dequantized to {dt} at load: no memory saving",
-              f"dequantize to {dt}")
+    _fallback(ctx, c, out, Fallback.DEQUANTIZE_AT_LOAD, detail=f"GGUF is dequantized to {dt} at load: no memory saving",
+              transform=f"dequantize to {dt}")
 
 
 def check_uniform_shards(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:

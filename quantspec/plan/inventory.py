@@ -14,6 +14,7 @@ weight-map entry that leaves the model folder is refused (``input.path_escape``)
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from collections.abc import Iterable
@@ -269,7 +270,7 @@ def _validate(header: dict[str, Any], data_len: int, file: str) -> dict[str, tup
         if len(reasons) >= _MAX_REASONS_PER_FILE:
             break
     spans.sort()
-    for (_, prev_end, prev), (begin, _, name) in zip(spans, spans[1:], strict=False):
+    for (_, prev_end, prev), (begin, _, name) in itertools.pairwise(spans):
         if begin < prev_end:
             reasons.append(reason(Code.TENSOR_HEADER, f"data of {name!r} overlaps data of {prev!r}",
                                   file=file, where=name))

@@ -18,7 +18,7 @@ from quantspec.description import KVCacheQuant, QuantSpec
 from quantspec.errors import Reason
 from quantspec.vocab import Domain, FormatFamily, LayerKind, NpuGen, SchemeId, Status
 
-PLAN_VERSION = 1
+PLAN_VERSION: Literal[1] = 1
 
 
 class _Frozen(BaseModel):

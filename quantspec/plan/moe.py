@@ -14,7 +14,7 @@ from typing import Any
 
 from quantspec.errors import Code, reason
 from quantspec.plan.contract import check_module
-from quantspec.plan.discover import MoEUnit, Params
+from quantspec.plan.discover import MoEUnit
 from quantspec.plan.model import PlannedLayer
 from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
 from quantspec.plan.resolve import Resolved
@@ -166,7 +166,8 @@ def _contract(p: Planner, v: Verdict, u: MoEUnit, ids: list[int], group: str) ->
             if odd:
                 v.reasons.append(reason(
                     Code.TENSOR_SHAPE, f"{proj} tensors of experts {_ids(odd)} of {u.name} differ from expert {e0}: "
-                    f"{first_diff}", where=u.name, hint="every expert must have identical tensor names, dtypes and shapes"))
+                    f"{first_diff}", where=u.name,
+                    hint="every expert must have identical tensor names, dtypes and shapes"))
         v.units = len(ids)
     if len(v.members) == len(u.projs) and v.members:
         v.n = sum(n for _, n, _ in v.members)

@@ -18,7 +18,7 @@ from quantspec.errors import Code, Reason, reason
 from quantspec.matrix import MatrixEntry, SupportMatrix
 from quantspec.plan.constraints import CheckContext, run_constraints
 from quantspec.plan.contract import check_module, loaded_bytes, quant_env, stored_bytes
-from quantspec.plan.discover import AttentionUnit, LinearUnit, Naming, discover, natural_key, naming
+from quantspec.plan.discover import AttentionUnit, LinearUnit, Naming, discover, naming, natural_key
 from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer, PlanPolicy
 from quantspec.plan.resolve import Resolver

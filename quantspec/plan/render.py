@@ -78,8 +78,9 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 def _details(groups: list[Group], *, md: bool) -> list[str]:
     out: list[str] = []
-    for title, pick in (("Rejections", lambda layer: layer.reasons), ("Warnings", lambda layer: layer.warnings)):
-        items = [(g, pick(g.first)) for g in groups if pick(g.first)]
+    for title, attr in (("Rejections", "reasons"), ("Warnings", "warnings")):
+        items: list[tuple[Group, tuple[Reason, ...]]] = [
+            (g, getattr(g.first, attr)) for g in groups if getattr(g.first, attr)]
         if not items:
             continue
         out += ["", f"## {title}" if md else f"{title}:"]

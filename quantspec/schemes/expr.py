@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping
 DimFn = Callable[[Mapping[str, int]], int | None]
 
 _ATOM = r"(?:\d+|[A-Za-z_][A-Za-z_0-9]*)"
-_FORM = re.compile(rf"^(?:(?P<ceil>ceil)\((?P<ca>{_ATOM})/(?P<cb>{_ATOM})\)|(?P<a>{_ATOM})(?:(?P<op>[*/])(?P<b>{_ATOM}))?)$")
+_FORM = re.compile(
+    rf"^(?:(?P<ceil>ceil)\((?P<ca>{_ATOM})/(?P<cb>{_ATOM})\)|(?P<a>{_ATOM})(?:(?P<op>[*/])(?P<b>{_ATOM}))?)$"
+)
 
 
 def _atom(text: str) -> Callable[[Mapping[str, int]], int | None]:

@@ -143,7 +143,8 @@ LMS8, LMS4, LMS4X2 = [Layout.MODELSLIM_INT8], [Layout.MODELSLIM_INT4], [Layout.M
 _add(F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR, LMS8, roles=MS_INT8, kernels=K_DYN, transforms=(T_T,), loaded=LD_INT8)
 _add(F.MODELSLIM, S.W8A8_STATIC, L.LINEAR, LMS8, roles=MS_STATIC, kernels=K_STATIC,
      transforms=(T_T, "repeat input_scale/input_offset over K"), loaded=LD_STATIC)
-_add(F.MODELSLIM, S.W8A16, L.LINEAR, LMS8, roles=MS_INT8_ASYM, kernels=("npu_weight_quant_batchmatmul", "npu_format_cast"),
+_add(F.MODELSLIM, S.W8A16, L.LINEAR, LMS8, roles=MS_INT8_ASYM,
+     kernels=("npu_weight_quant_batchmatmul", "npu_format_cast"),
      transforms=(T_T,), loaded=LD_INT8)
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR, LMS4, roles=MS_INT4, kernels=K_W4A4, transforms=(T_T, T_I4), loaded=LD_INT4)
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR, LMS4X2, roles=MS_INT4X2, kernels=K_W4A4, n_from="s0*2",
@@ -176,7 +177,8 @@ _add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4, roles=(*MS_INT4, *MS_W4A8_MOE_EXT
      transforms=("stack experts to [E, N, K]", "pack int4 pairs along N", "transpose to [E, K, N/2]",
                  "scale fp32 bits to int64", "compute scale_bias"), loaded=LD_W4A8)
 _add(F.MODELSLIM, S.W8A8_MXFP8, L.MOE, [Layout.MX_FP8], roles=MX8, kernels=(*K_MOE_MX[:-1], "npu_swiglu", *_MOE_TAIL),
-     transforms=("stack experts to [E, N, K]", "cast to FRACTAL_NZ before transpose", "reshape scale to [E, K/64, N, 2]"),
+     transforms=("stack experts to [E, N, K]", "cast to FRACTAL_NZ before transpose",
+                 "reshape scale to [E, K/64, N, 2]"),
      loaded=LD_MX8)
 _add(F.MODELSLIM, S.W4A8_MXFP, L.MOE, [Layout.MX_FP4], roles=MX4, kernels=K_MOE_MX, k_from="s1*2",
      transforms=("stack experts to [E, N, K/2]", "cast fp4 weight to FRACTAL_NZ", "reshape scale to [E, K/64, N, 2]"),
@@ -187,7 +189,8 @@ _add(F.MODELSLIM, S.W4A4_MXFP4, L.MOE, [Layout.MX_FP4], roles=MX4, kernels=K_MOE
 
 # ModelSlim, attention / KV cache (names relative to the attention module)
 _KV = ("float16", "bfloat16", "float32", "int8")
-_add(F.MODELSLIM, S.KV_C8, L.ATTENTION, LMS8, weight="", kernels=("npu_fused_infer_attention_score", "npu_scatter_pa_kv_cache"),
+_add(F.MODELSLIM, S.KV_C8, L.ATTENTION, LMS8, weight="",
+     kernels=("npu_fused_infer_attention_score", "npu_scatter_pa_kv_cache"),
      roles=(_r("k_proj.kv_cache_scale", FL, None), _r("k_proj.kv_cache_offset", E, None, *_KV),
             _r("v_proj.kv_cache_scale", FL, None), _r("v_proj.kv_cache_offset", E, None, *_KV)),
      transforms=("reshape scales to [kv_heads, 1, head_size]", "int8 KV cache"))

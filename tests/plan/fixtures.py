@@ -16,7 +16,7 @@ from tests.plan.builders import (
     write_safetensors,
 )
 
-H, I, V = 64, 128, 256
+H, INTER, V = 64, 128, 256
 LLAMA = {"model_type": "llama", "torch_dtype": "bfloat16", "num_hidden_layers": 2, "hidden_size": H}
 
 
@@ -26,14 +26,14 @@ def _quantized(mods: list[tuple[str, int, int]], label: str) -> dict[str, str]:
 
 def dense_w8a8_dynamic(root: Path) -> Path:
     """Llama-like, every linear W8A8_DYNAMIC; embedding and lm_head FLOAT."""
-    mods = llama_modules(2, hidden=H, inter=I, vocab=V)
+    mods = llama_modules(2, hidden=H, inter=INTER, vocab=V)
     return build_modelslim(root, mods, _quantized(mods, "W8A8_DYNAMIC"), config=LLAMA, extra=norms(2, H), shards=2)
 
 
 def w8a8_static(dtype: str) -> Callable[[Path], Path]:
     """W8A8 static: deq_scale is int64 for fp16 models and float32 for bf16 models."""
     def build(root: Path) -> Path:
-        mods = llama_modules(1, hidden=H, inter=I, vocab=V)
+        mods = llama_modules(1, hidden=H, inter=INTER, vocab=V)
         return build_modelslim(root, mods, _quantized(mods, "W8A8"), dtype=dtype,
                                config={**LLAMA, "num_hidden_layers": 1, "torch_dtype": dtype},
                                extra=norms(1, H, dtype), header={"model_quant_type": "W8A8"})
@@ -42,28 +42,28 @@ def w8a8_static(dtype: str) -> Callable[[Path], Path]:
 
 def quantized_embedding(root: Path) -> Path:
     """W8A8_DYNAMIC including the embedding: rejected (no embedding row for ModelSlim)."""
-    mods = llama_modules(1, hidden=H, inter=I, vocab=V)
+    mods = llama_modules(1, hidden=H, inter=INTER, vocab=V)
     labels = {**_quantized(mods, "W8A8_DYNAMIC"), "model.embed_tokens": "W8A8_DYNAMIC"}
     return build_modelslim(root, mods, labels, config={**LLAMA, "num_hidden_layers": 1}, extra=norms(1, H))
 
 
 def shard_mismatch(root: Path) -> Path:
     """q_proj W8A8 static while k_proj / v_proj are W8A8_DYNAMIC."""
-    mods = llama_modules(1, hidden=H, inter=I, vocab=V)
+    mods = llama_modules(1, hidden=H, inter=INTER, vocab=V)
     labels = {**_quantized(mods, "W8A8_DYNAMIC"), "model.layers.0.self_attn.q_proj": "W8A8"}
     return build_modelslim(root, mods, labels, config={**LLAMA, "num_hidden_layers": 1}, extra=norms(1, H))
 
 
 def mxfp8(root: Path) -> Path:
     """ModelSlim W8A8_MXFP8 linears (A5 only)."""
-    mods = llama_modules(1, hidden=H, inter=I, vocab=V)
+    mods = llama_modules(1, hidden=H, inter=INTER, vocab=V)
     return build_modelslim(root, mods, _quantized(mods, "W8A8_MXFP8"), config={**LLAMA, "num_hidden_layers": 1},
                            extra=norms(1, H), header={"model_quant_type": "W8A8_MXFP8", "group_size": 32})
 
 
 # ---------------------------------------------------------------- MoE (ModelSlim)
 
-def _moe_layer(p: str, experts: int, moe_inter: int, labels: dict[str, str], label_of: Callable[[int, str], str],
+def _moe_layer(p: str, experts: int, moe_inter: int, *, labels: dict[str, str], label_of: Callable[[int, str], str],
                groups: dict[str, str]) -> list[tuple[str, int, int]]:
     mods: list[tuple[str, int, int]] = []
     for e in range(experts):
@@ -95,14 +95,14 @@ def deepseek_moe(root: Path) -> Path:
                         ("self_attn.kv_a_layernorm", 32)):
             extra[f"{p}.{nm}.weight"] = ("BF16", (dim,))
         if i == 0:
-            dense = [(f"{p}.mlp.gate_proj", I, H), (f"{p}.mlp.up_proj", I, H), (f"{p}.mlp.down_proj", H, I)]
+            dense = [(f"{p}.mlp.gate_proj", INTER, H), (f"{p}.mlp.up_proj", INTER, H), (f"{p}.mlp.down_proj", H, INTER)]
             mods += dense
             labels.update({m: "W8A8_DYNAMIC" for m, _, _ in dense})
             continue
-        mods += _moe_layer(p, experts, moe_inter, labels,
-                           (lambda e, proj: "FLOAT") if mtp else
-                           (lambda e, proj: "W8A8_DYNAMIC" if proj == "down_proj" else "W4A8_DYNAMIC"), groups)
-        shared = [(f"{p}.mlp.shared_experts.gate_proj", moe_inter, H), (f"{p}.mlp.shared_experts.up_proj", moe_inter, H),
+        mods += _moe_layer(p, experts, moe_inter, labels=labels, label_of=(lambda e, proj: "FLOAT") if mtp else
+                           (lambda e, proj: "W8A8_DYNAMIC" if proj == "down_proj" else "W4A8_DYNAMIC"), groups=groups)
+        shared = [(f"{p}.mlp.shared_experts.gate_proj", moe_inter, H),
+                  (f"{p}.mlp.shared_experts.up_proj", moe_inter, H),
                   (f"{p}.mlp.shared_experts.down_proj", H, moe_inter), (f"{p}.mlp.gate", experts, H)]
         mods += shared
         labels.update({m: "FLOAT" if mtp or m.endswith("mlp.gate") else "W8A8_DYNAMIC" for m, _, _ in shared})
@@ -127,7 +127,8 @@ def expert_mismatch(root: Path) -> Path:
     attn = [(f"{p}.self_attn.{x}_proj", H, H) for x in "qkvo"]
     mods += attn
     labels.update({m: "W8A8_DYNAMIC" for m, _, _ in attn})
-    mods += _moe_layer(p, 4, 32, labels, lambda e, proj: "W8A8" if e == 2 else "W8A8_DYNAMIC", {})
+    mods += _moe_layer(p, 4, 32, labels=labels, label_of=lambda e, proj: "W8A8" if e == 2 else "W8A8_DYNAMIC",
+                      groups={})
     mods += [(f"{p}.mlp.gate", 4, H), ("lm_head", V, H)]
     config = {"model_type": "qwen3_moe", "torch_dtype": "bfloat16", "num_hidden_layers": 1, "num_experts": 4}
     return build_modelslim(root, mods, labels, config=config, extra=norms(1, H))
@@ -162,7 +163,7 @@ def _packed(prefix: str, n: int, k: int, group: int) -> Tensors:
             f"{prefix}.weight_shape": ("I64", (2,))}
 
 
-def _weight_only(root: Path, writer: Callable[[str, int, int, int], Tensors], qcfg: dict[str, Any], hidden: int,
+def _weight_only(root: Path, writer: Callable[[str, int, int, int], Tensors], qcfg: dict[str, Any], *, hidden: int,
                  inter: int, group: int) -> Path:
     tensors: Tensors = {}
     for m, n, k in llama_modules(1, hidden=hidden, inter=inter, vocab=V):
@@ -175,13 +176,13 @@ def _weight_only(root: Path, writer: Callable[[str, int, int, int], Tensors], qc
 def gptq_act_order(root: Path) -> Path:
     """GPTQ 4-bit g128 with desc_act: accepted with a K-permutation warning."""
     qcfg = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True, "sym": True}
-    return _weight_only(root, _gptq, qcfg, 256, 512, 128)
+    return _weight_only(root, _gptq, qcfg, hidden=256, inter=512, group=128)
 
 
 def awq_g64(root: Path) -> Path:
     """AWQ GEMM 4-bit group 64."""
     qcfg = {"quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemm", "zero_point": True}
-    return _weight_only(root, _awq, qcfg, 128, 256, 64)
+    return _weight_only(root, _awq, qcfg, hidden=128, inter=256, group=64)
 
 
 def ct_w4a16_moe(root: Path) -> Path:
@@ -219,9 +220,9 @@ def gguf_llama(root: Path) -> Path:
     q("token_embd.weight", (V, H), gguf.GGMLQuantizationType.Q8_0)
     for t in ("attn_q", "attn_k", "attn_v", "attn_output"):
         q(f"blk.0.{t}.weight", (H, H), gguf.GGMLQuantizationType.Q8_0)
-    q("blk.0.ffn_gate.weight", (I, H), gguf.GGMLQuantizationType.Q4_0)
-    q("blk.0.ffn_up.weight", (I, H), gguf.GGMLQuantizationType.Q4_0)
-    q("blk.0.ffn_down.weight", (H, I), gguf.GGMLQuantizationType.Q4_0)
+    q("blk.0.ffn_gate.weight", (INTER, H), gguf.GGMLQuantizationType.Q4_0)
+    q("blk.0.ffn_up.weight", (INTER, H), gguf.GGMLQuantizationType.Q4_0)
+    q("blk.0.ffn_down.weight", (H, INTER), gguf.GGMLQuantizationType.Q4_0)
     for t in ("blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", "output_norm.weight"):
         w.add_tensor(t, np.ones(H, np.float32))
     q("output.weight", (V, H), gguf.GGMLQuantizationType.Q8_0)
@@ -234,7 +235,8 @@ def gguf_llama(root: Path) -> Path:
 
 def wan_pipeline(root: Path) -> Path:
     """A Diffusers pipeline: a ModelSlim W8A8_DYNAMIC transformer and a float text encoder."""
-    write_json(root / "model_index.json", {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"],
+    write_json(root / "model_index.json", {"_class_name": "WanPipeline",
+                                           "transformer": ["diffusers", "WanTransformer3DModel"],
                                            "text_encoder": ["transformers", "UMT5EncoderModel"],
                                            "scheduler": ["diffusers", "UniPCMultistepScheduler"]})
     (root / "scheduler").mkdir(parents=True)
@@ -242,13 +244,14 @@ def wan_pipeline(root: Path) -> Path:
     mods = []
     for b in range(2):
         mods += [(f"blocks.{b}.attn1.{x}", H, H) for x in ("to_q", "to_k", "to_v", "to_out.0")]
-        mods += [(f"blocks.{b}.ffn.net.0.proj", I, H), (f"blocks.{b}.ffn.net.2", H, I)]
+        mods += [(f"blocks.{b}.ffn.net.0.proj", INTER, H), (f"blocks.{b}.ffn.net.2", H, INTER)]
     mods.append(("proj_out", H, H))
     labels = {m: "W8A8_DYNAMIC" for m, _, _ in mods if m != "proj_out"}
     build_modelslim(root / "transformer", mods, labels,
                     config={"_class_name": "WanTransformer3DModel", "_diffusers_version": "0.35.0"},
                     extra={"scale_shift_table": ("BF16", (1, 2, H))})
-    enc: Tensors = {"shared.weight": ("BF16", (V, H)), "encoder.block.0.layer.0.SelfAttention.q.weight": ("BF16", (H, H)),
+    enc: Tensors = {"shared.weight": ("BF16", (V, H)),
+                    "encoder.block.0.layer.0.SelfAttention.q.weight": ("BF16", (H, H)),
                     "encoder.final_layer_norm.weight": ("BF16", (H,))}
     _hf(root / "text_encoder", enc, None, {"model_type": "umt5", "torch_dtype": "bfloat16"})
     return root

@@ -81,8 +81,8 @@ def test_deepseek_moe(tmp_path: Path) -> None:
     plan = plan_fixture("deepseek_moe_a3", tmp_path)
     assert plan.accepted, [r.render() for layer in plan.rejected_layers() for r in layer.reasons]
     layers = _by_name(plan)
-    w13 = plan.layers[[i for i, lay in enumerate(plan.layers)
-                       if lay.name == "model.layers.1.mlp.experts" and lay.kind.value == "moe_w13"][0]]
+    w13 = plan.layers[next(i for i, lay in enumerate(plan.layers)
+                       if lay.name == "model.layers.1.mlp.experts" and lay.kind.value == "moe_w13")]
     assert w13.label == "W4A8_DYNAMIC" and w13.executable == "ModelSlimW4A8DynamicMoE"
     assert w13.experts == (0, 1, 2, 3) and w13.shards == ("gate_proj", "up_proj")
     assert len(w13.tensors) == 4 * 2 * 4  # weight, scale, offset, scale_bias of gate and up, for 4 experts
@@ -98,7 +98,7 @@ def test_deepseek_moe(tmp_path: Path) -> None:
 
 def test_expert_mismatch_names_the_odd_expert(tmp_path: Path) -> None:
     plan = plan_fixture("expert_mismatch_a3", tmp_path)
-    w2 = [lay for lay in plan.layers if lay.kind.value == "moe_w2"][0]
+    w2 = next(lay for lay in plan.layers if lay.kind.value == "moe_w2")
     assert w2.status is LayerStatus.REJECTED
     assert [r.code.value for r in w2.reasons] == ["plan.expert_mismatch"]
     assert w2.reasons[0].message == (
