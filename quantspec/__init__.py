@@ -35,7 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Names resolved on first access so that importing quantspec does not import their modules
 # (the runtime ones import torch).
-_LAZY: dict[str, tuple[str, str]] = {}
+_LAZY: dict[str, tuple[str, str]] = {
+    "load_quantized": ("quantspec.runtime.loader", "load_quantized"),
+    "QuantizedModel": ("quantspec.runtime.loader", "QuantizedModel"),
+}
 
 
 def __getattr__(name: str) -> Any:

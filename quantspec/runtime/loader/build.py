@@ -1,0 +1,252 @@
+"""Building executable modules and float tensors from a plan, one layer at a time.
+
+Layers are visited in the order of the files that hold them (file by file, then layer by
+layer), each layer reads only its own tensors, builds its module (which repacks them to the
+NPU layout) and drops the checkpoint copies; a file is closed as soon as no later layer needs
+it. Everything goes into local dictionaries; the caller publishes them only when every layer
+has been built, so a failure leaves nothing half-loaded behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from quantspec.description import QuantSpec
+from quantspec.errors import Code, InvalidCheckpoint, QuantspecError, reason
+from quantspec.plan.contract import pack_factor
+from quantspec.plan.model import LayerStatus, Plan, PlannedLayer
+from quantspec.runtime.loader.reader import TensorReader
+from quantspec.runtime.loader.tp import Parallel, TensorParallel, local_dims, parallel_of, shard_tensors
+from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts, Stacker, moe_group_for
+from quantspec.runtime.ops.base import Ops
+from quantspec.runtime.schemes import linear_scheme_for
+from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
+from quantspec.vocab import FormatFamily, LayerKind, Layout, MatrixLayer
+
+#: Float dtypes a float tensor is cast from (to the model dtype); other dtypes are kept.
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: Layer kinds whose float weight is sharded like a linear under tensor parallelism.
+_SHARDED_FLOAT = (LayerKind.LINEAR,)
+
+
+@dataclass
+class Built:
+    """What loading produced (local until every layer succeeded)."""
+
+    modules: dict[str, nn.Module] = field(default_factory=dict)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    parallel: dict[str, Parallel] = field(default_factory=dict)
+
+
+def _layer_error(layer: PlannedLayer, exc: QuantspecError) -> InvalidCheckpoint:
+    """Re-raise a scheme's error with the layer named in every reason."""
+    fixed = [r if r.where and layer.module in r.where else r.model_copy(
+        update={"where": f"{layer.name}: {r.where}" if r.where else layer.name}) for r in exc.reasons]
+    return InvalidCheckpoint(fixed)
+
+
+class Builder:
+    """Builds one plan component (a model, or one Diffusers component) from its reader."""
+
+    def __init__(self, *, plan: Plan, layers: list[PlannedLayer], family: FormatFamily, reader: TensorReader,
+                 prefix: str, model_dtype: torch.dtype, ops: Ops, tp: TensorParallel,
+                 tick: Callable[[int], None]) -> None:
+        self.plan = plan
+        self.layers = layers
+        self.family = family
+        self.reader = reader
+        self.prefix = prefix
+        self.dtype = model_dtype
+        self.ops = ops
+        self.tp = tp
+        self.tick = tick
+        self.out = Built()
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> Built:
+        """Build every layer, streaming files in order."""
+        units = self._units()
+        files = self.reader.files
+        last_use: dict[str, int] = {}
+        for i, (_, unit) in enumerate(units):
+            for layer in unit:
+                for t in layer.tensors:
+                    if t in files:
+                        last_use[files[t]] = i
+        closing: dict[int, list[str]] = {}
+        for f, i in last_use.items():
+            closing.setdefault(i, []).append(f)
+        for i, (_, unit) in enumerate(units):
+            try:
+                self._build(unit)
+            except QuantspecError as exc:
+                raise _layer_error(unit[0], exc) from None
+            self.tick(sum(len(layer.tensors) for layer in unit))
+            for f in closing.get(i, []):
+                self.reader.release(f)
+        self._leftovers()
+        return self.out
+
+    def _units(self) -> list[tuple[tuple[int, str], list[PlannedLayer]]]:
+        """Layers grouped into build units (a MoE's w13 + w2 together), ordered by file."""
+        order = {f: i for i, f in enumerate(sorted(set(self.reader.files.values())))}
+        moe: dict[str, list[PlannedLayer]] = {}
+        units: list[list[PlannedLayer]] = []
+        for layer in self.layers:
+            if layer.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
+                if layer.module not in moe:
+                    moe[layer.module] = []
+                    units.append(moe[layer.module])
+                moe[layer.module].append(layer)
+            else:
+                units.append([layer])
+
+        def key(unit: list[PlannedLayer]) -> tuple[int, str]:
+            idx = [order[self.reader.files[t]] for layer in unit for t in layer.tensors if t in self.reader.files]
+            return (min(idx) if idx else -1, unit[0].module)
+
+        return sorted(((key(u), u) for u in units), key=lambda p: p[0])
+
+    def _read(self, names: Iterable[str], module: str) -> dict[str, Tensor]:
+        """Tensors of ``module`` among ``names``, keyed by suffix."""
+        cut = len(module) + 1
+        return {name[cut:]: self.reader.read(name) for name in names if name.startswith(module + ".")}
+
+    # ------------------------------------------------------------------ per layer
+    def _build(self, unit: list[PlannedLayer]) -> None:
+        first = unit[0]
+        if first.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
+            self._moe(unit)
+        elif first.quant is not None and first.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER):
+            self._linear(first)
+        else:
+            self._float(first)
+
+    def _spec(self, quant: QuantSpec | None, layer: MatrixLayer) -> SchemeSpec:
+        if quant is None or quant.scheme is None:
+            return FLOAT_SPECS[layer]
+        spec = lookup_spec(self.family, quant.scheme, layer, quant.weight.layout)
+        if spec is None:
+            raise InvalidCheckpoint(reason(Code.PLAN_NO_SCHEME, f"no tensor contract for {self.family.value} "
+                                           f"{quant.scheme.value} {layer.value} ({quant.weight.layout.value})"))
+        return spec
+
+    def _dims(self, spec: SchemeSpec, tensors: dict[str, Tensor], quant: QuantSpec | None,
+              name: str) -> tuple[int, int]:
+        w = tensors.get(spec.weight_role)
+        if w is None:
+            raise InvalidCheckpoint(reason(Code.TENSOR_MISSING, f"{name}.{spec.weight_role} is missing",
+                                           where=f"{name}.{spec.weight_role}"))
+        n, k = spec.dims(tuple(w.shape), pack_factor(quant))
+        if n is None or k is None:
+            raise InvalidCheckpoint(reason(Code.TENSOR_SHAPE, f"{name}.{spec.weight_role} shape {list(w.shape)} "
+                                           f"contradicts the plan", where=f"{name}.{spec.weight_role}"))
+        return n, k
+
+    def _linear(self, layer: PlannedLayer) -> None:
+        quant = layer.quant
+        assert quant is not None and quant.scheme is not None
+        spec = self._spec(quant, MatrixLayer.LINEAR)
+        cls = linear_scheme_for(self.family, quant.scheme)
+        par = parallel_of(layer.kind, layer.module)
+        for shard in layer.shards or (layer.module,):
+            tensors = self._read(layer.tensors, shard)
+            n, k = self._dims(spec, tensors, quant, shard)
+            tensors = shard_tensors(tensors, layer=shard, spec=spec, quant=quant, n=n, k=k, par=par, tp=self.tp)
+            n_loc, k_loc = local_dims(shard, n, k, par, self.tp)
+            module = cls.from_checkpoint(tensors, quant, out_features=n_loc, in_features=k_loc,
+                                         model_dtype=self.dtype, ops=self.ops)
+            name = self.prefix + shard
+            self.out.modules[name] = module
+            self.out.parallel[name] = par
+            del tensors
+
+    def _float(self, layer: PlannedLayer) -> None:
+        par = parallel_of(layer.kind, layer.module) if layer.kind in _SHARDED_FLOAT else Parallel.REPLICATED
+        modules = layer.shards or (layer.module,)
+        seen: set[str] = set()
+        for module in modules:
+            tensors = self._read(layer.tensors, module)
+            seen.update(f"{module}.{s}" for s in tensors)
+            if par is not Parallel.REPLICATED and "weight" in tensors and tensors["weight"].dim() == 2:
+                n, k = tensors["weight"].shape
+                tensors = shard_tensors(tensors, layer=module, spec=FLOAT_SPECS[MatrixLayer.LINEAR], quant=None,
+                                        n=n, k=k, par=par, tp=self.tp)
+                self.out.parallel[self.prefix + module] = par
+            for suffix, t in tensors.items():
+                self.out.tensors[f"{self.prefix}{module}.{suffix}"] = self._cast(t)
+        for name in layer.tensors:  # KV-cache entries of an attention layer: names relative to no shard
+            if name not in seen:
+                self.out.tensors[self.prefix + name] = self._cast(self.reader.read(name))
+
+    def _cast(self, t: Tensor) -> Tensor:
+        return t.to(self.dtype) if t.dtype in _FLOATS else t
+
+    def _leftovers(self) -> None:
+        """Checkpoint tensors no layer claims (buffers such as ``rotary_emb.inv_freq``): kept as stored."""
+        claimed = {t for layer in self.layers for t in layer.tensors}
+        for name in self.reader.files:
+            if name not in claimed:
+                self.out.tensors[self.prefix + name] = self._cast(self.reader.read(name))
+
+    # ------------------------------------------------------------------ MoE
+    def _moe(self, unit: list[PlannedLayer]) -> None:
+        by_kind = {layer.kind: layer for layer in unit}
+        w13, w2 = by_kind.get(LayerKind.MOE_W13), by_kind.get(LayerKind.MOE_W2)
+        module = unit[0].module
+        if w13 is None or w2 is None:
+            raise InvalidCheckpoint(reason(Code.TENSOR_MISSING, f"MoE layer {module} needs both w13 (gate+up) and "
+                                           f"w2 (down) weight groups", where=module))
+        g13 = self._group(w13, "w13")
+        g2 = self._group(w2, "w2")
+        name = self.prefix + module
+        self.out.modules[name] = QuantizedExperts(g13, g2, ops=self.ops, model_dtype=self.dtype)
+        self.out.parallel[name] = Parallel.ROW if self.tp.active else Parallel.REPLICATED
+
+    def _group(self, layer: PlannedLayer, group: GroupName) -> ExpertGroup:
+        quant = layer.quant
+        spec = self._spec(quant, MatrixLayer.MOE)
+        cls = moe_group_for(self.family, quant.scheme if quant else None)
+        par = Parallel.COLUMN if group == "w13" else Parallel.ROW
+        experts = list(layer.experts)
+        stacker = Stacker(len(experts))
+        fused = {p: self.reader.read(f"{layer.module}.{p}") for p in layer.shards
+                 if f"{layer.module}.{p}" in self.reader.files}
+        fused.update({p: self.reader.read(f"{layer.module}.{p}.weight") for p in layer.shards
+                      if f"{layer.module}.{p}.weight" in self.reader.files})
+        n_total = k_loc = 0
+        for pos, e in enumerate(experts):
+            projs: list[tuple[str, dict[str, Tensor]]] = []
+            if fused:
+                for p in layer.shards:
+                    w = fused[p][pos]
+                    halves = w.chunk(2, 0) if p == "gate_up_proj" else (w,)
+                    projs += [(f"{layer.module}.{p}[{e}]", {"weight": h}) for h in halves]
+            else:
+                projs = [(f"{layer.module}.{e}.{p}", self._read(layer.tensors, f"{layer.module}.{e}.{p}"))
+                         for p in layer.shards]
+            sharded = []
+            n_total = 0
+            for where, tensors in projs:
+                n, k = self._dims(spec, tensors, quant, where)
+                sharded.append(shard_tensors(tensors, layer=where, spec=spec, quant=quant, n=n, k=k, par=par,
+                                             tp=self.tp, moe_group=group))
+                n_loc, k_loc = local_dims(where, n, k, par, self.tp)
+                n_total += n_loc
+            stacker.put(pos, cls.decode([t for t in sharded], quant, n=n_loc, k=k_loc, group=group))
+            del projs, sharded
+        del fused
+        built = cls.finish(stacker.out, quant, n=n_total, k=k_loc, group=group, model_dtype=self.dtype, ops=self.ops)
+        return built
+
+
+def accepted_layers(plan: Plan, component: str | None) -> list[PlannedLayer]:
+    """The plan's layers of one component (all of them are accepted once the plan is)."""
+    return [layer for layer in plan.layers if layer.component == component and layer.status is LayerStatus.ACCEPTED]
+
+
+__all__ = ["Built", "Builder", "Layout", "accepted_layers"]
