@@ -162,7 +162,7 @@ def _float_matmul(
             pertoken_scale_dtype=pertoken_scale_dtype,
             group_sizes=group_sizes,
         )
-    require(x1.dtype != torch.uint8 and x2.dtype != torch.uint8, _QMM, "scale", "FP4 operands need E8M0 scales")
+    require(torch.uint8 not in (x1.dtype, x2.dtype), _QMM, "scale", "FP4 operands need E8M0 scales")
     check_dtype(_QMM, "scale", scale, (torch.float32, torch.int64))
     n = b.size(-1)
     require(tuple(scale.shape) in ((1,), (n,)), _QMM, "scale", f"shape {tuple(scale.shape)} not (1,) or ({n},)")

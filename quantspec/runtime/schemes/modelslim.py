@@ -24,7 +24,7 @@ from quantspec.runtime.schemes.base import (
     int8_weight_to_npu,
 )
 from quantspec.runtime.schemes.registry import register_linear
-from quantspec.vocab import FormatFamily, Layout, SchemeId
+from quantspec.vocab import FormatFamily, Layout, SchemeId, ZeroPoint
 
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -114,7 +114,8 @@ class _Int8Dynamic(LinearScheme):
         check_model_dtype(model_dtype)
         n, k = out_features, in_features
         ts = TensorSet(tensors)
-        if ts.has("weight_zero_point") or not quant.weight.symmetric:
+        # ModelSlim writes a float weight_offset (zeros) that engines load and ignore (sglang_ascend.md 3.2).
+        if ts.has("weight_zero_point") or quant.weight.zero_point not in (ZeroPoint.NONE, ZeroPoint.FLOAT_OFFSET):
             raise bad_tensor("weight_zero_point", "asymmetric int8 weights are not supported by W8A8 dynamic")
         weight = ts.get("weight", (torch.int8,), [(n, k)])
         self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)

@@ -123,8 +123,9 @@ def test_npu_quantize_round_modes() -> None:
     assert mul.tolist() == [[3, -3, 1, 127]]  # "round": half away from zero, saturating
     div = ops.npu_quantize(x, torch.ones(1), None, torch.qint8, -1, True)
     assert div.tolist() == [[2, -2, 0, 127]]  # rint
-    packed = ops.npu_quantize(torch.arange(-4, 4, dtype=torch.float32).reshape(1, 8), torch.ones(1), None,
-                              torch.quint4x2, -1, False)
+    packed = ops.npu_quantize(
+        torch.arange(-4, 4, dtype=torch.float32).reshape(1, 8), torch.ones(1), None, torch.quint4x2, -1, False
+    )
     assert packed.dtype == torch.int32 and nm.unpack_int4_lsb(packed).tolist() == [list(range(-4, 4))]
     with _raises("npu_quantize", "scales"):
         ops.npu_quantize(x, torch.ones(3), None, torch.qint8, -1, False)
@@ -141,7 +142,7 @@ def test_dynamic_quant_int8_int4_and_smooth_groups() -> None:
     assert int(nm.unpack_int4_lsb(y4).abs().max()) <= 8
     smooth = torch.rand(2, 16, generator=g).to(torch.float16) + 0.5
     gi = torch.tensor([2, 6], dtype=torch.int32)
-    yg, sg = ops.npu_dynamic_quant(x, smooth_scales=smooth, group_index=gi)
+    _, sg = ops.npu_dynamic_quant(x, smooth_scales=smooth, group_index=gi)
     v = torch.cat([xf[:2] * smooth[0].float(), xf[2:] * smooth[1].float()])
     assert torch.equal(sg, v.abs().amax(1) / 127)
     with _raises("npu_dynamic_quant", "input"):
@@ -162,7 +163,7 @@ def test_dynamic_mx_quant_worked_example_and_layout() -> None:
     assert torch.equal(s.reshape(5, 4)[:, :3].to(torch.int32), nm.floor_log2(amax) - 8 + 127)
     fp4, s4 = ops.npu_dynamic_mx_quant(x, dst_type=NpuDtype.FLOAT4_E2M1FN_X2)
     assert fp4.dtype == torch.uint8 and fp4.shape == (5, 48) and s4.shape == (5, 2, 2)
-    ya, sa = ops.npu_dynamic_mx_quant(x.t().contiguous(), axis=0, dst_type=torch.float8_e4m3fn)
+    _, sa = ops.npu_dynamic_mx_quant(x.t().contiguous(), axis=0, dst_type=torch.float8_e4m3fn)
     assert sa.shape == (2, 5, 2) and torch.equal(sa.permute(1, 0, 2), s)
     with _raises("npu_dynamic_mx_quant", "round_mode"):
         ops.npu_dynamic_mx_quant(x, dst_type=torch.float8_e4m3fn, round_mode="floor")
@@ -173,8 +174,13 @@ def test_mx_matmul_transposition_must_match() -> None:
     w = torch.randn(16, 128, generator=g).to(torch.bfloat16)
     qx, xs = ops.npu_dynamic_mx_quant(x, dst_type=torch.float8_e4m3fn)
     qw, ws = ops.npu_dynamic_mx_quant(w, dst_type=torch.float8_e4m3fn)
-    kw = {"scale_dtype": ops.float8_e8m0fnu, "pertoken_scale": xs, "pertoken_scale_dtype": ops.float8_e8m0fnu,
-          "output_dtype": torch.bfloat16, "group_sizes": [1, 1, 32]}
+    kw = {
+        "scale_dtype": ops.float8_e8m0fnu,
+        "pertoken_scale": xs,
+        "pertoken_scale_dtype": ops.float8_e8m0fnu,
+        "output_dtype": torch.bfloat16,
+        "group_sizes": [1, 1, 32],
+    }
     y = ops.npu_quant_matmul(qx, qw.t(), ws.transpose(0, 1), **kw)  # type: ignore[arg-type]
     assert y.shape == (3, 16)
     with _raises("npu_quant_matmul", "scale"):
@@ -201,8 +207,13 @@ def test_weight_quant_batchmatmul_per_group_and_int4() -> None:
     with _raises("npu_weight_quant_batchmatmul", "antiquant_scale"):
         ops.npu_weight_quant_batchmatmul(x, packed, sc.float(), None, antiquant_group_size=32)
     with _raises("npu_weight_quant_batchmatmul", "bias"):
-        ops.npu_weight_quant_batchmatmul(x.to(torch.bfloat16), packed, sc.to(torch.bfloat16),
-                                         bias=torch.ones(16, dtype=torch.bfloat16), antiquant_group_size=32)
+        ops.npu_weight_quant_batchmatmul(
+            x.to(torch.bfloat16),
+            packed,
+            sc.to(torch.bfloat16),
+            bias=torch.ones(16, dtype=torch.bfloat16),
+            antiquant_group_size=32,
+        )
 
 
 # ----------------------------------------------------------------------------- layout
@@ -230,15 +241,23 @@ def test_grouped_matmul_modes() -> None:
     x = torch.randn(m, k, generator=g).to(torch.bfloat16)
     w = torch.randn(e, k, n, generator=g).to(torch.bfloat16)
     (y,) = ops.npu_grouped_matmul([x], [w], group_list=counts, group_list_type=1, group_type=0, split_item=2)
-    (y0,) = ops.npu_grouped_matmul([x], [w], group_list=counts.cumsum(0), group_list_type=0, group_type=0,
-                                   split_item=2)
+    (y0,) = ops.npu_grouped_matmul([x], [w], group_list=counts.cumsum(0), group_list_type=0, group_type=0, split_item=2)
     ref = torch.cat([x[:4].float() @ w[0].float(), x[4:].float() @ w[2].float()]).to(torch.bfloat16)
     assert torch.equal(y, ref) and torch.equal(y0, ref)
     xq, xs = ops.npu_dynamic_quant(x)
     wq = torch.randint(-128, 128, (e, k, n), generator=g, dtype=torch.int8)
     ws = torch.rand(e, n, generator=g)
-    (yq,) = ops.npu_grouped_matmul([xq], [wq], scale=[ws], per_token_scale=[xs], group_list=counts,
-                                   group_list_type=1, group_type=0, split_item=2, output_dtype=torch.bfloat16)
+    (yq,) = ops.npu_grouped_matmul(
+        [xq],
+        [wq],
+        scale=[ws],
+        per_token_scale=[xs],
+        group_list=counts,
+        group_list_type=1,
+        group_type=0,
+        split_item=2,
+        output_dtype=torch.bfloat16,
+    )
     acc = torch.cat([xq[:4].double() @ wq[0].double(), xq[4:].double() @ wq[2].double()]).float()
     sc = torch.cat([ws[0].expand(4, n), ws[2].expand(6, n)])
     assert torch.equal(yq, (acc * sc * xs[:, None]).to(torch.bfloat16))
@@ -252,14 +271,19 @@ def test_moe_routing_round_trip() -> None:
     ids = torch.stack([torch.randperm(e, generator=g)[:topk] for _ in range(n)]).to(torch.int32)
     weights = torch.rand(n, topk, generator=g)
     ex, row_idx, counts, _ = ops.npu_moe_init_routing_v2(
-        x, ids, active_num=n * topk, expert_num=e, expert_tokens_num_type=1, expert_tokens_num_flag=True,
-        active_expert_range=[0, e])
+        x,
+        ids,
+        active_num=n * topk,
+        expert_num=e,
+        expert_tokens_num_type=1,
+        expert_tokens_num_flag=True,
+        active_expert_range=[0, e],
+    )
     assert int(counts.sum()) == n * topk
     scales = torch.arange(1, e + 1, dtype=torch.float32)
     # "Expert" e multiplies its rows by (e + 1): rows are sorted by expert, counts give the blocks.
     per_row = torch.repeat_interleave(scales, counts)
-    out = ops.npu_moe_finalize_routing(ex * per_row[:, None], None, None, None, weights, row_idx, ids,
-                                       drop_pad_mode=2)
+    out = ops.npu_moe_finalize_routing(ex * per_row[:, None], None, None, None, weights, row_idx, ids, drop_pad_mode=2)
     ref = (weights[..., None] * (scales[ids.long()][..., None] * x[:, None, :])).sum(1)
     torch.testing.assert_close(out, ref)
     a = torch.randn(3, 8, generator=g)

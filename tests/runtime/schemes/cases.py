@@ -78,6 +78,7 @@ def _bound(fp16: float, bf16: float) -> dict[torch.dtype, float]:
 def _wo(
     name: str,
     family: FormatFamily,
+    *,
     bits: int,
     gs: int,
     layout: Layout,
@@ -85,7 +86,6 @@ def _wo(
     writer: Writer,
     dq: Callable[[dict[str, torch.Tensor]], np.ndarray],
     shapes: tuple[tuple[int, int], ...],
-    *,
     sym: bool = True,
     act_order: bool = False,
 ) -> Case:
@@ -107,13 +107,13 @@ def _awq_case(name: str, family: FormatFamily, bits: int, gs: int, sym: bool) ->
     return _wo(
         name,
         family,
-        bits,
-        gs,
-        Layout.AWQ_GEMM,
-        ZeroPoint.TRUE,
-        lambda w, d: wr.awq_gemm(w, bits=bits, group_size=gs, sym=sym),
-        lambda t: orc.awq_dequant(t, bits, gs if gs > 0 else t["qweight"].shape[0]),
-        ((24, 96), (40, 192)),
+        bits=bits,
+        gs=gs,
+        layout=Layout.AWQ_GEMM,
+        zp=ZeroPoint.TRUE,
+        writer=lambda w, d: wr.awq_gemm(w, bits=bits, group_size=gs, sym=sym),
+        dq=lambda t: orc.awq_dequant(t, bits, gs if gs > 0 else t["qweight"].shape[0]),
+        shapes=((24, 96), (40, 192)),
         sym=sym,
     )
 
@@ -134,13 +134,15 @@ def _gptq_case(
     return _wo(
         name,
         family,
-        bits,
-        gs,
-        Layout.GPTQ,
-        zero,
-        lambda w, d: wr.gptq(w, bits=bits, group_size=gs, sym=sym, v1=v1, act_order=act_order, write_g_idx=g_idx),
-        lambda t: orc.gptq_dequant(t, bits, gs if gs > 0 else 10**9, v1=v1),
-        ((24, 96), (16, 160)) if gs == 32 else ((24, 128), (8, 72)),
+        bits=bits,
+        gs=gs,
+        layout=Layout.GPTQ,
+        zp=zero,
+        writer=lambda w, d: wr.gptq(
+            w, bits=bits, group_size=gs, sym=sym, v1=v1, act_order=act_order, write_g_idx=g_idx
+        ),
+        dq=lambda t: orc.gptq_dequant(t, bits, gs if gs > 0 else 10**9, v1=v1),
+        shapes=((24, 96), (16, 160)) if gs == 32 else ((24, 128), (8, 72)),
         sym=sym,
         act_order=act_order,
     )
@@ -150,13 +152,13 @@ def _ct_case(name: str, bits: int, gs: int, *, sym: bool, dense: bool) -> Case:
     return _wo(
         name,
         FormatFamily.COMPRESSED_TENSORS,
-        bits,
-        gs,
-        Layout.CT_PACKED,
-        ZeroPoint.NONE if sym else ZeroPoint.SIGNED,
-        lambda w, d: wr.ct_pack_quantized(w, bits=bits, group_size=gs, sym=sym, dense=dense, model_dtype=d),
-        lambda t: orc.ct_dequant(t, bits, gs if gs > 0 else 10**9, dense=dense),
-        ((24, 96), (40, 160)) if gs == 32 else ((24, 128), (8, 72)),
+        bits=bits,
+        gs=gs,
+        layout=Layout.CT_PACKED,
+        zp=ZeroPoint.NONE if sym else ZeroPoint.SIGNED,
+        writer=lambda w, d: wr.ct_pack_quantized(w, bits=bits, group_size=gs, sym=sym, dense=dense, model_dtype=d),
+        dq=lambda t: orc.ct_dequant(t, bits, gs if gs > 0 else 10**9, dense=dense),
+        shapes=((24, 96), (40, 160)) if gs == 32 else ((24, 128), (8, 72)),
         sym=sym,
     )
 
@@ -169,13 +171,13 @@ def _auto_round(packing: wr.AutoRoundPacking, bits: int, sym: bool) -> Case:
     return _wo(
         name,
         FormatFamily.AUTO_ROUND,
-        bits,
-        32,
-        Layout.GPTQ,
-        ZeroPoint.MINUS_ONE if v1 else ZeroPoint.TRUE,
-        lambda w, d: wr.auto_round(w, packing, bits=bits, group_size=32, sym=sym),
-        lambda t: orc.gptq_dequant(t, bits, 32, v1=v1),
-        ((24, 96), (16, 160)),
+        bits=bits,
+        gs=32,
+        layout=Layout.GPTQ,
+        zp=ZeroPoint.MINUS_ONE if v1 else ZeroPoint.TRUE,
+        writer=lambda w, d: wr.auto_round(w, packing, bits=bits, group_size=32, sym=sym),
+        dq=lambda t: orc.gptq_dequant(t, bits, 32, v1=v1),
+        shapes=((24, 96), (16, 160)),
         sym=sym,
     )
 
