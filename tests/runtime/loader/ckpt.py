@@ -1,0 +1,110 @@
+"""Tiny checkpoints for the loader tests, written with the runtime writers and safetensors."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from quantspec.runtime import writers as W
+from quantspec.runtime.testing.models import TinyArch, build_float_model, checkpoint_state_dict
+
+Quantizer = Callable[[Tensor], dict[str, Tensor]]
+
+
+def is_quantized_linear(name: str, t: Tensor) -> bool:
+    """Linear weights a producer quantizes: 2-D, not embeddings, lm_head or routers."""
+    return (name.endswith(".weight") and t.dim() == 2 and "embed" not in name and "lm_head" not in name
+            and not name.endswith("gate.weight"))
+
+
+def write_modelslim(out: Path, arch: TinyArch, label: str = "W8A8_DYNAMIC",
+                    quantize: Quantizer | None = None, *, seed: int = 0) -> PreTrainedModel:
+    """A ModelSlim checkpoint of a tiny ``arch`` model; returns the float model it came from."""
+    quantize = quantize or (lambda w: W.modelslim_w8a8_dynamic(w, model_dtype=torch.bfloat16))
+    model = build_float_model(arch, seed=seed)
+    tensors: dict[str, Tensor] = {}
+    desc: dict[str, str] = {"model_quant_type": label, "version": "1.0.0"}
+    for name, t in checkpoint_state_dict(model, arch).items():
+        module = name.rsplit(".", 1)[0]
+        if is_quantized_linear(name, t):
+            for suffix, q in quantize(t).items():
+                tensors[f"{module}.{suffix}"] = q.contiguous()
+                desc[f"{module}.{suffix}"] = label
+        else:
+            tensors[name] = t.contiguous()
+            desc[name] = "FLOAT"
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "model.safetensors"))
+    (out / "quant_model_description.json").write_text(json.dumps(desc))
+    model.config.save_pretrained(out)
+    return model
+
+
+def write_gptq(out: Path, arch: TinyArch, *, group_size: int = 128, seed: int = 0) -> PreTrainedModel:
+    """A GPTQ (4-bit, symmetric, v1) checkpoint of a tiny ``arch`` model."""
+    model = build_float_model(arch, seed=seed)
+    tensors: dict[str, Tensor] = {}
+    for name, t in checkpoint_state_dict(model, arch).items():
+        module = name.rsplit(".", 1)[0]
+        if is_quantized_linear(name, t):
+            for suffix, q in W.gptq(t, bits=4, group_size=group_size, sym=True).items():
+                tensors[f"{module}.{suffix}"] = q.contiguous()
+        else:
+            tensors[name] = t.contiguous()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "model.safetensors"))
+    model.config.quantization_config = {"quant_method": "gptq", "bits": 4, "group_size": group_size,
+                                        "desc_act": False, "sym": True, "lm_head": False,
+                                        "dynamic": {r"-:.*mlp\.gate$": {}}}
+    model.config.save_pretrained(out)
+    return model
+
+
+def write_float(out: Path, arch: TinyArch, *, seed: int = 0) -> PreTrainedModel:
+    """An unquantized checkpoint (per-expert MoE tensors, as producers write them)."""
+    model = build_float_model(arch, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in checkpoint_state_dict(model, arch).items()},
+              str(out / "model.safetensors"))
+    model.config.save_pretrained(out)
+    return model
+
+
+def meta_model(model: PreTrainedModel) -> PreTrainedModel:
+    """An empty model of the same architecture on the meta device."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model.config)
+
+
+@torch.no_grad()
+def fake_quant_reference(qm: object, ref: PreTrainedModel) -> PreTrainedModel:
+    """``ref`` with every weight replaced by what the loaded modules compute (weights only).
+
+    A linear's effective weight is its output on the identity matrix; an experts group's is its
+    output on one identity block per expert. Comparing the installed model with this reference
+    isolates the loader's plumbing from quantization error (activation quantization remains).
+    """
+    from quantspec.runtime.moe import QuantizedExperts
+    from quantspec.runtime.schemes import LinearScheme
+
+    model = copy.deepcopy(ref)
+    params = dict(model.named_parameters())
+    for name, mod in qm.modules.items():  # type: ignore[attr-defined]
+        target = name.replace(".block_sparse_moe.", ".mlp.")
+        if isinstance(mod, LinearScheme):
+            eye = torch.eye(mod.in_features, dtype=torch.bfloat16)
+            params[f"{target}.weight"].copy_(mod.forward_2d(eye).t())
+        elif isinstance(mod, QuantizedExperts):
+            for group, pname in ((mod.w13, "gate_up_proj"), (mod.w2, "down_proj")):
+                e, k = group.experts, group.k
+                eye = torch.eye(k, dtype=torch.bfloat16).repeat(e, 1)
+                out = group(eye, torch.full((e,), k, dtype=torch.int64))
+                params[f"{target}.{pname}"].copy_(out.reshape(e, k, -1).transpose(1, 2))
+    return model

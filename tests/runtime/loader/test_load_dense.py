@@ -1,0 +1,164 @@
+"""load_quantized on dense and MoE tiny models: modules, state_dict, install, logits."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import quantspec
+from quantspec.errors import BackendUnavailable, InvalidInput, PlanRejected
+from quantspec.runtime.loader import ConcatLinear, QuantizedModel, load_quantized
+from quantspec.runtime.moe import QuantizedExperts
+from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic
+from quantspec.runtime.schemes.weight_only import WeightOnlyLinear
+from quantspec.runtime.testing.models import TinyArch, logits, token_batch
+from tests.runtime.loader.ckpt import fake_quant_reference, meta_model, write_float, write_gptq, write_modelslim
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_lazy_export() -> None:
+    assert quantspec.load_quantized is load_quantized
+    assert quantspec.QuantizedModel is QuantizedModel
+
+
+def test_llama_modelslim_w8a8_dynamic(tmp_path: Path) -> None:
+    ref = write_modelslim(tmp_path, TinyArch.LLAMA)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    assert qm.plan.accepted
+    # one module per checkpoint module name, not per fused layer
+    assert "model.layers.0.self_attn.q_proj" in qm.modules
+    assert "model.layers.0.self_attn.qkv_proj" not in qm.modules
+    assert isinstance(qm.modules["model.layers.1.mlp.down_proj"], ModelSlimW8A8Dynamic)
+    sd = qm.state_dict()
+    assert sd["model.layers.0.self_attn.q_proj.weight"].dtype == torch.int8
+    assert sd["model.layers.0.self_attn.q_proj.weight"].shape == (256, 256)  # [K, N]
+    assert sd["model.embed_tokens.weight"].dtype == torch.bfloat16
+    model = qm.install(meta_model(ref))
+    assert not any(p.is_meta for p in model.parameters())
+    assert not any(b.is_meta for b in model.buffers())
+    tokens = token_batch()
+    assert _rel(logits(model, tokens), logits(ref, tokens)) < 0.05
+
+
+@pytest.mark.parametrize("arch", [TinyArch.QWEN3_MOE, TinyArch.MIXTRAL])
+def test_moe_modelslim_w8a8_dynamic(tmp_path: Path, arch: TinyArch) -> None:
+    ref = write_modelslim(tmp_path, arch)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    container = "block_sparse_moe" if arch is TinyArch.MIXTRAL else "mlp"
+    experts = qm.modules[f"model.layers.0.{container}.experts"]
+    assert isinstance(experts, QuantizedExperts)
+    assert experts.w13.weight.dtype == torch.int8 and experts.w13.weight.shape == (4, 256, 512)  # [E, K, 2I]
+    model = qm.install(meta_model(ref))
+    assert isinstance(model.get_submodule("model.layers.1.mlp.experts"), QuantizedExperts)
+    tokens = token_batch()
+    # int8 noise flips a few top-k routing choices, hence a looser bound than the dense model's
+    assert _rel(logits(model, tokens), logits(ref, tokens)) < 0.1
+
+
+@pytest.mark.parametrize("arch", [TinyArch.QWEN3_MOE, TinyArch.MIXTRAL])
+def test_float_moe_matches_transformers(tmp_path: Path, arch: TinyArch) -> None:
+    ref = write_float(tmp_path, arch)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    model = qm.install(meta_model(ref))
+    tokens = token_batch()
+    assert _rel(logits(model, tokens), logits(ref, tokens)) < 0.01
+
+
+def test_experts_interface_matches_transformers(tmp_path: Path) -> None:
+    """The experts module alone equals transformers' Qwen3MoeExperts on the same routing."""
+    ref = write_float(tmp_path, TinyArch.QWEN3_MOE)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    ours = qm.modules["model.layers.0.mlp.experts"]
+    theirs = ref.get_submodule("model.layers.0.mlp.experts")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 256, generator=gen).to(torch.bfloat16)
+    idx = torch.stack([torch.randperm(4, generator=gen)[:2] for _ in range(7)])
+    w = torch.softmax(torch.randn(7, 2, generator=gen), -1).to(torch.bfloat16)
+    with torch.no_grad():
+        assert _rel(ours(x, idx, w).float(), theirs(x, idx, w).float()) < 0.01
+
+
+def test_gptq_moe_weight_only(tmp_path: Path) -> None:
+    ref = write_gptq(tmp_path, TinyArch.QWEN3_MOE)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    assert isinstance(qm.modules["model.layers.0.self_attn.o_proj"], WeightOnlyLinear)
+    experts = qm.modules["model.layers.0.mlp.experts"]
+    assert experts.w13.weight.dtype == torch.int32 and experts.w13.weight.shape == (4, 256, 64)  # int4x8
+    assert experts.w13.antiquant_scale.shape == (4, 2, 512)  # [E, G, N]
+    fake = fake_quant_reference(qm, ref)
+    model = qm.install(meta_model(ref))
+    tokens = token_batch()
+    # weight-only: the installed model computes exactly the dequantized weights
+    assert _rel(logits(model, tokens), logits(fake, tokens)) < 0.02
+    assert _rel(logits(model, tokens), logits(ref, tokens)) < 0.6  # int4 round-to-nearest of random weights
+
+
+def test_install_fused_model_module(tmp_path: Path) -> None:
+    """Separate q/k/v checkpoint shards go into a model that fuses them as qkv_proj."""
+    write_modelslim(tmp_path, TinyArch.LLAMA)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    attn = torch.nn.Module()
+    attn.qkv_proj = torch.nn.Linear(256, 512)
+    model = torch.nn.Module()
+    model.add_module("self_attn", attn)
+    qm._swap(model, {f"self_attn.{p}": qm.modules[f"model.layers.0.self_attn.{p}"] for p in ("q_proj", "k_proj", "v_proj")})
+    fused = model.get_submodule("self_attn.qkv_proj")
+    assert isinstance(fused, ConcatLinear)
+    x = torch.randn(3, 256).to(torch.bfloat16)
+    assert fused(x).shape == (3, 256 + 128 + 128)
+
+
+def test_tied_embeddings(tmp_path: Path) -> None:
+    ref = write_float(tmp_path, TinyArch.LLAMA)
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(tmp_path / "model.safetensors"))
+    del sd["lm_head.weight"]
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    ref.config.tie_word_embeddings = True
+    ref.config.save_pretrained(tmp_path)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    model = qm.install(meta_model(ref))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+def test_install_missing_module_is_named(tmp_path: Path) -> None:
+    write_modelslim(tmp_path, TinyArch.LLAMA)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    with pytest.raises(InvalidInput, match="no submodule"):
+        qm.install(torch.nn.Linear(2, 2))
+
+
+def test_plan_rejection_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_modelslim(tmp_path, TinyArch.LLAMA)
+    from quantspec.runtime.loader import reader
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("a weight was read")
+
+    monkeypatch.setattr(reader._File, "read", boom)
+    with pytest.raises(PlanRejected) as exc:
+        load_quantized(tmp_path, "cpu", target="a5", progress=False)  # W8A8_DYNAMIC is not supported on a5
+    assert len(exc.value.reasons) >= 8  # every rejected layer, not only the first
+
+
+def test_npu_without_torch_npu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_npu", None)
+    write_modelslim(tmp_path, TinyArch.LLAMA)
+    with pytest.raises(BackendUnavailable) as exc:
+        load_quantized(tmp_path, "npu", progress=False)
+    assert exc.value.reasons[0].hint
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    write_modelslim(tmp_path, TinyArch.LLAMA)
+    with pytest.raises(InvalidInput, match="tp_rank"):
+        load_quantized(tmp_path, "cpu", tp_rank=2, tp_size=2)
+    with pytest.raises(InvalidInput, match="unknown device"):
+        load_quantized(tmp_path, "gpu")
