@@ -1,0 +1,186 @@
+"""The end-to-end cases: one or more tiny checkpoints per supported matrix row, and their bounds.
+
+A :class:`Case` names the matrix rows it covers, the tiny model it starts from, the exporter
+that writes it (a real producer library where one runs on CPU, the project's writers
+otherwise), the target it is planned for and the :class:`Bound` its logits must meet against the
+float model's. ``tests/e2e`` parametrizes over :data:`CASES` and fails when a Linear or MoE row
+supported on A2/A3 (or an MXFP8 row on A5) has no case. The bounds and their reasoning are in
+docs/e2e.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from quantspec.runtime.testing.export import (
+    Exported,
+    export_auto_round,
+    export_awq,
+    export_gptq,
+    export_modelslim,
+    write_float,
+)
+from quantspec.runtime.testing.export_ct import CTRecipe, export_compressed_tensors
+from quantspec.runtime.testing.export_gguf import QT, export_gguf
+from quantspec.runtime.testing.models import TinyArch
+from quantspec.runtime.writers import AutoRoundPacking
+
+#: A matrix row: ``(family, scheme, layer)`` as the matrix spells them.
+RowKey = tuple[str, str, str]
+Exporter = Callable[[PreTrainedModel, TinyArch, Path], Exported]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What the quantized model's logits must satisfy against the float model's.
+
+    ``cosine``: minimum mean cosine similarity of per-token logit vectors; ``rel_err``: maximum
+    ``||L_q - L_f|| / ||L_f||`` over the whole batch; ``top1``: minimum fraction of tokens whose
+    arg-max agrees; ``weight_err``: maximum ``max|W_eff - W| / max|W|`` of any quantized linear
+    (the half quantization step of the format, plus slack), when weights can be probed.
+    """
+
+    name: str
+    cosine: float
+    rel_err: float
+    top1: float
+    weight_err: float
+
+
+#: Bounds by error class (see docs/e2e.md for the derivation of each number). The relative
+#: logit error of a model whose n quantized linears each add independent relative noise e is
+#: about e * sqrt(n) (n = 14 for the dense tiny model); the bounds sit about 1.5x above that.
+W8_ONLY = Bound("8-bit weights, float activations", cosine=0.998, rel_err=0.05, top1=0.80, weight_err=0.006)
+W8A8 = Bound("8-bit weights, 8-bit activations", cosine=0.995, rel_err=0.09, top1=0.70, weight_err=0.006)
+MX8 = Bound("MXFP8 weights and activations", cosine=0.98, rel_err=0.22, top1=0.55, weight_err=0.07)
+W5_ONLY = Bound("5-bit group-32 weights (GGUF Q5)", cosine=0.99, rel_err=0.15, top1=0.60, weight_err=0.05)
+W4_ONLY = Bound("4-bit group weights, float activations", cosine=0.90, rel_err=0.50, top1=0.30, weight_err=0.085)
+W4A8 = Bound("4-bit per-channel weights, 8-bit activations", cosine=0.88, rel_err=0.55, top1=0.30, weight_err=0.085)
+W4A4 = Bound("4-bit weights, 4-bit activations", cosine=0.70, rel_err=0.80, top1=0.15, weight_err=0.085)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One end-to-end checkpoint."""
+
+    id: str
+    rows: tuple[RowKey, ...]
+    arch: TinyArch
+    producer: str
+    export: Exporter
+    bound: Bound
+    dtype: torch.dtype = torch.bfloat16
+    target: str = "a2"
+    allow_untested: bool = False
+    #: ``quantization=`` of ``load_quantized`` (online MXFP8).
+    quantization: str | None = None
+    #: Identity-probe the quantized linears (activation quantization is exact on one-hot rows,
+    #: except static per-tensor activations whose range does not cover 1.0).
+    probe: bool = True
+
+
+def _ms(linear: str | None, moe: str | None = None) -> Exporter:
+    return lambda m, a, p: export_modelslim(m, a, p, linear=linear, moe=moe)
+
+
+def _ct(recipe: CTRecipe) -> Exporter:
+    return lambda m, a, p: export_compressed_tensors(m, a, p, recipe)
+
+
+def _gguf(qtype: QT) -> Exporter:
+    return lambda m, a, p: export_gguf(m, a, p, qtype)
+
+
+def _ar(packing: AutoRoundPacking, bits: int = 4, group_size: int = 128) -> Exporter:
+    return lambda m, a, p: export_auto_round(m, a, p, packing=packing, bits=bits, group_size=group_size)
+
+
+L, Q = TinyArch.LLAMA, TinyArch.QWEN3_MOE
+MS, AWQ, GPTQ, AR, CT, GG, MXO = "modelslim", "awq", "gptq", "auto_round", "compressed_tensors", "gguf", "mxfp8_online"
+PW = "quantspec writers"
+CTL = "compressed-tensors library"
+GGL = "gguf-py"
+
+CASES: tuple[Case, ...] = (
+    # ---------------------------------------------------------------- ModelSlim (project writers)
+    Case("ms_w8a8_static_fp16_llama", ((MS, "w8a8_static", "linear"),), L, PW, _ms("W8A8"), W8A8,
+         dtype=torch.float16, probe=False),
+    Case("ms_w8a8_static_bf16_llama", ((MS, "w8a8_static", "linear"),), L, PW, _ms("W8A8"), W8A8, probe=False),
+    Case("ms_w8a8_dynamic_llama", ((MS, "w8a8_dynamic", "linear"),), L, PW, _ms("W8A8_DYNAMIC"), W8A8),
+    Case("ms_w4a4_dynamic_llama", ((MS, "w4a4_dynamic", "linear"),), L, PW, _ms("W4A4_DYNAMIC"), W4A4),
+    Case("ms_w8a8_dynamic_qwen3moe", ((MS, "w8a8_dynamic", "linear"), (MS, "w8a8_dynamic", "moe")), Q, PW,
+         _ms("W8A8_DYNAMIC", "W8A8_DYNAMIC"), W8A8),
+    Case("ms_w4a4_dynamic_qwen3moe", ((MS, "w8a8_dynamic", "linear"), (MS, "w4a4_dynamic", "moe")), Q, PW,
+         _ms("W8A8_DYNAMIC", "W4A4_DYNAMIC"), W4A4),
+    Case("ms_w4a8_dynamic_qwen3moe", ((MS, "w8a8_dynamic", "linear"), (MS, "w4a8_dynamic", "moe")), Q, PW,
+         _ms("W8A8_DYNAMIC", "W4A8_DYNAMIC"), W4A8),
+    Case("ms_w8a8_mxfp8_llama", ((MS, "w8a8_mxfp8", "linear"),), L, PW, _ms("W8A8_MXFP8"), MX8,
+         target="a5", allow_untested=True),
+    Case("ms_w8a8_mxfp8_qwen3moe", ((MS, "w8a8_mxfp8", "linear"), (MS, "w8a8_mxfp8", "moe")), Q, PW,
+         _ms("W8A8_MXFP8", "W8A8_MXFP8"), MX8, target="a5", allow_untested=True),
+    # ---------------------------------------------------------------- AWQ (project writers)
+    Case("awq_w4a16_llama", ((AWQ, "w4a16", "linear"),), L, PW, export_awq, W4_ONLY,
+         dtype=torch.float16),
+    Case("awq_w8a16_llama", ((AWQ, "w8a16", "linear"),), L, PW, lambda m, a, p: export_awq(m, a, p, bits=8),
+         W8_ONLY, dtype=torch.float16),
+    Case("awq_w4a16_qwen3moe", ((AWQ, "w4a16", "linear"), (AWQ, "w4a16", "moe")), Q, PW,
+         export_awq, W4_ONLY, dtype=torch.float16),
+    Case("awq_w4a16_mixtral", ((AWQ, "w4a16", "linear"), (AWQ, "w4a16", "moe")), TinyArch.MIXTRAL, PW,
+         export_awq, W4_ONLY, dtype=torch.float16),
+    # ---------------------------------------------------------------- GPTQ (project writers)
+    Case("gptq_v1_w4a16_llama", ((GPTQ, "w4a16", "linear"),), L, PW, export_gptq,
+         W4_ONLY, dtype=torch.float16),
+    Case("gptq_v2_w4a16_act_order_llama", ((GPTQ, "w4a16", "linear"),), L, PW,
+         lambda m, a, p: export_gptq(m, a, p, v2=True, desc_act=True), W4_ONLY, dtype=torch.float16),
+    Case("gptq_v1_w8a16_llama", ((GPTQ, "w8a16", "linear"),), L, PW, lambda m, a, p: export_gptq(m, a, p, bits=8),
+         W8_ONLY, dtype=torch.float16),
+    Case("gptq_v2_w4a16_qwen3moe", ((GPTQ, "w4a16", "linear"), (GPTQ, "w4a16", "moe")), Q, PW,
+         lambda m, a, p: export_gptq(m, a, p, v2=True), W4_ONLY, dtype=torch.float16),
+    Case("gptq_v1_w8a16_qwen3moe", ((GPTQ, "w8a16", "linear"), (GPTQ, "w8a16", "moe")), Q, PW,
+         lambda m, a, p: export_gptq(m, a, p, bits=8, group_size=-1), W8_ONLY, dtype=torch.float16),
+    Case("gptq_v1_w4a16_act_order_qwen3moe", ((GPTQ, "w4a16", "linear"), (GPTQ, "w4a16", "moe")), Q, PW,
+         lambda m, a, p: export_gptq(m, a, p, desc_act=True), W4_ONLY, dtype=torch.float16),
+    # ---------------------------------------------------------------- auto-round (project writers)
+    Case("ar_gptq_w4a16_llama", ((AR, "w4a16", "linear"),), L, PW, _ar(AutoRoundPacking.AUTO_GPTQ), W4_ONLY),
+    Case("ar_awq_w4a16_llama", ((AR, "w4a16", "linear"),), L, PW, _ar(AutoRoundPacking.AUTO_AWQ), W4_ONLY),
+    Case("ar_gptq_w8a16_llama", ((AR, "w8a16", "linear"),), L, PW, _ar(AutoRoundPacking.AUTO_GPTQ, 8), W8_ONLY),
+    Case("ar_gptq_w4a16_qwen3moe", ((AR, "w4a16", "linear"), (AR, "w4a16", "moe")), Q, PW,
+         _ar(AutoRoundPacking.AUTO_GPTQ), W4_ONLY),
+    Case("ar_awq_w4a16_qwen3moe", ((AR, "w4a16", "linear"), (AR, "w4a16", "moe")), Q, PW,
+         _ar(AutoRoundPacking.AUTO_AWQ), W4_ONLY),
+    Case("ar_gptqmodel_w8a16_qwen3moe", ((AR, "w8a16", "linear"), (AR, "w8a16", "moe")), Q, PW,
+         _ar(AutoRoundPacking.GPTQMODEL, 8, -1), W8_ONLY),
+    # ---------------------------------------------------------------- compressed-tensors (library)
+    Case("ct_w8a8_dynamic_llama", ((CT, "w8a8_dynamic", "linear"),), L, CTL, _ct(CTRecipe.W8A8), W8A8),
+    Case("ct_w8a8_dynamic_qwen3moe", ((CT, "w8a8_dynamic", "linear"), (CT, "w8a8_dynamic", "moe")), Q, CTL,
+         _ct(CTRecipe.W8A8), W8A8),
+    Case("ct_w4a16_qwen3moe", ((CT, "w4a16", "moe"),), Q, CTL, _ct(CTRecipe.W4A16_EXPERTS), W4_ONLY),
+    Case("ct_w4a8_dynamic_qwen3moe", ((CT, "w8a8_dynamic", "linear"), (CT, "w4a8_dynamic", "moe")), Q, CTL,
+         _ct(CTRecipe.W4A8_MOE), W4A8),
+    # ---------------------------------------------------------------- GGUF (gguf-py)
+    Case("gguf_q8_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q8_0), W8_ONLY),
+    Case("gguf_q4_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_0), W4_ONLY),
+    Case("gguf_q5_1_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q5_1), W5_ONLY),
+    Case("gguf_q4_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q4_0), W4_ONLY),
+    Case("gguf_q8_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q8_0), W8_ONLY),
+    # ---------------------------------------------------------------- online MXFP8 (float checkpoint)
+    Case("online_mxfp8_llama", ((MXO, "w8a8_mxfp8", "linear"),), L, "transformers (float)",
+         write_float, MX8, target="a5", allow_untested=True, quantization="mxfp8"),
+    Case("online_mxfp8_qwen3moe", ((MXO, "w8a8_mxfp8", "linear"), (MXO, "w8a8_mxfp8", "moe")), Q,
+         "transformers (float)", write_float, MX8, target="a5", allow_untested=True,
+         quantization="mxfp8"),
+)
+
+
+def cases_by_row() -> dict[RowKey, list[Case]]:
+    """Every matrix row some case covers, with its cases."""
+    out: dict[RowKey, list[Case]] = {}
+    for case in CASES:
+        for row in case.rows:
+            out.setdefault(row, []).append(case)
+    return out

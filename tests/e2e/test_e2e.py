@@ -1,0 +1,166 @@
+"""End-to-end: tiny models quantized in every supported format, loaded on the cpu emulation,
+installed into transformers models and compared with the float model (issue 6).
+
+Rows to cover are read from the support matrix: every Linear/MoE row supported on A2 or A3,
+plus the MXFP8 rows (ModelSlim W8A8_MXFP8 and online MXFP8) on A5. A new such row without a
+case in :data:`quantspec.runtime.testing.cases.CASES` fails :func:`test_every_required_row_has_a_case`.
+Bounds and their reasoning: docs/e2e.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import quantspec
+from quantspec.matrix import MatrixEntry
+from quantspec.runtime.testing.cases import CASES, Case, cases_by_row
+from quantspec.runtime.testing.export import module_kind
+from quantspec.runtime.testing.metrics import (
+    effective_weight,
+    expert_output,
+    logit_stats,
+    max_rel_diff,
+    swiglu_reference,
+)
+from quantspec.runtime.testing.models import expert_names
+from quantspec.vocab import MatrixLayer, NpuGen, Status
+from tests.e2e.conftest import Session
+
+#: The MXFP8 rows the acceptance adds on A5 (in_progress / untested there, loaded with allow_untested).
+A5_ROWS = {
+    ("modelslim", "w8a8_mxfp8", "linear"),
+    ("modelslim", "w8a8_mxfp8", "moe"),
+    ("mxfp8_online", "w8a8_mxfp8", "linear"),
+    ("mxfp8_online", "w8a8_mxfp8", "moe"),
+}
+IDS = [c.id for c in CASES]
+
+
+def _row(e: MatrixEntry) -> tuple[str, str, str]:
+    return (e.family.value, e.scheme.value, e.layer.value)
+
+
+def required_rows() -> set[tuple[str, str, str]]:
+    """Linear/MoE rows supported on A2 or A3, plus the A5 MXFP8 rows."""
+    matrix = quantspec.load_matrix()
+    rows = {
+        _row(e) for e in matrix.entries
+        if e.layer in (MatrixLayer.LINEAR, MatrixLayer.MOE)
+        and Status.SUPPORTED in (e.status.get(NpuGen.A2), e.status.get(NpuGen.A3))
+    }
+    return rows | A5_ROWS
+
+
+def test_every_required_row_has_a_case() -> None:
+    covered = set(cases_by_row())
+    missing = sorted(required_rows() - covered)
+    assert not missing, f"matrix rows without an end-to-end case: {missing}"
+
+
+def test_every_case_row_is_a_matrix_row_the_case_may_use() -> None:
+    matrix = quantspec.load_matrix()
+    index = {_row(e): e for e in matrix.entries}
+    for case in CASES:
+        for row in case.rows:
+            assert row in index, f"{case.id}: {row} is not a matrix row"
+            status = index[row].status.get(NpuGen(case.target))
+            allowed = {Status.SUPPORTED} | ({Status.UNTESTED, Status.IN_PROGRESS} if case.allow_untested else set())
+            assert status in allowed, f"{case.id}: {row} is {status} on {case.target}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_plan_accepts_and_exercises_the_rows(session: Session, case: Case) -> None:
+    exp = session.exported(case)
+    targets = [case.target] if case.target == "a5" else ["a2", "a3"]
+    for target in targets:
+        plan = quantspec.plan(exp.path, target=target, allow_untested=case.allow_untested,
+                              quantization=case.quantization)
+        rejected = {layer.name: [r.message for r in layer.reasons] for layer in plan.rejected_layers()}
+        assert plan.accepted, f"{case.id} on {target}: {rejected}"
+        entries = {layer.matrix_entry for layer in plan.layers if layer.matrix_entry}
+        for row in case.rows:
+            assert "/".join(row) in entries, f"{case.id}: plan does not use {'/'.join(row)} (uses {sorted(entries)})"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_load_install_and_logits_within_bound(session: Session, case: Case) -> None:
+    loaded = session.loaded(case)
+    ref = session.float_ref(case.arch, case.dtype)
+    assert loaded.qmodel.plan.accepted
+    stats = logit_stats(loaded.logits, ref.logits)
+    b = case.bound
+    assert stats.cosine >= b.cosine and stats.rel_err <= b.rel_err and stats.top1 >= b.top1, (
+        f"{case.id} ({b.name}): {stats}; bound cosine>={b.cosine} rel_err<={b.rel_err} top1>={b.top1}"
+    )
+    # Quantization must change something: an exact match would mean the float weights were used.
+    assert stats.rel_err > 1e-4, f"{case.id}: logits identical to the float model's"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_module_names_are_checkpoint_names(session: Session, case: Case) -> None:
+    loaded = session.loaded(case)
+    ref = session.float_ref(case.arch, case.dtype)
+    prefixes = {name.rsplit(".", i)[0] for name in ref.state for i in range(1, name.count(".") + 1)}
+    keys = set(loaded.qmodel.modules)
+    assert keys, f"{case.id}: no executable module was built"
+    assert keys <= prefixes, f"{case.id}: not checkpoint module names: {sorted(keys - prefixes)[:5]}"
+    container = expert_names(case.arch)[0]
+    for module in loaded.exported.quantized:
+        if module_kind(module) == "expert":
+            owner = module.split(f".{container}.")[0] + f".{container}"
+            assert owner in keys, f"{case.id}: experts {owner} not loaded as a module"
+        elif case.producer != "gguf-py":
+            assert module in keys, f"{case.id}: quantized {module} is not an executable module"
+
+
+def _probe_targets(session: Session, case: Case) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    loaded = session.loaded(case)
+    ref = session.float_ref(case.arch, case.dtype)
+    out = []
+    for module in loaded.exported.quantized:
+        if module_kind(module) in ("linear", "lm_head") and module in loaded.qmodel.modules:
+            out.append((module, loaded.qmodel.modules[module], ref.state[f"{module}.weight"]))
+    return out
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.probe], ids=[c.id for c in CASES if c.probe])
+def test_effective_weights_within_half_a_step(session: Session, case: Case) -> None:
+    targets = _probe_targets(session, case)
+    if case.quantization is None:
+        assert targets, f"{case.id}: no quantized linear to probe"
+    for module, mod, w in targets:
+        err = max_rel_diff(effective_weight(mod, w.size(1), case.dtype), w)
+        assert err <= case.bound.weight_err, f"{case.id}: {module} max|W_eff - W|/max|W| = {err:.5f}"
+
+
+REFERENCED = [c for c in CASES if c.producer in ("compressed-tensors library", "gguf-py")]
+
+
+@pytest.mark.parametrize("case", REFERENCED, ids=[c.id for c in REFERENCED])
+def test_matches_the_producers_dequantized_weights(session: Session, case: Case) -> None:
+    loaded = session.loaded(case)
+    reference = loaded.exported.reference
+    assert reference, f"{case.id}: the producer returned no dequantized weights"
+    # Weight-only and dequantized-at-load layers match to the output dtype's rounding; int8
+    # per-token activations are exact on one-hot probes but not on random inputs.
+    act_quant = case.bound.name.endswith("8-bit activations")
+    linear_tol, expert_tol = 0.01, (0.06 if act_quant else 0.02)
+    checked = 0
+    for module, mod, _w in _probe_targets(session, case):
+        err = max_rel_diff(effective_weight(mod, reference[module].size(1), case.dtype), reference[module])
+        assert err <= linear_tol, f"{case.id}: {module} differs from the producer's dequantization by {err:.5f}"
+        checked += 1
+    container, gate, up, down = expert_names(case.arch)
+    gen = torch.Generator().manual_seed(7)
+    for name, mod in loaded.qmodel.modules.items():
+        if not name.endswith(container):
+            continue
+        x = torch.randn(16, reference[f"{name}.0.{gate}"].size(1), generator=gen).to(case.dtype)
+        for e in range(getattr(mod, "num_experts", 0)):
+            want = swiglu_reference(x, reference[f"{name}.{e}.{gate}"], reference[f"{name}.{e}.{up}"],
+                                    reference[f"{name}.{e}.{down}"])
+            err = max_rel_diff(expert_output(mod, x, e), want)
+            assert err <= expert_tol, f"{case.id}: {name} expert {e} output differs by {err:.5f}"
+            checked += 1
+    assert checked, f"{case.id}: nothing compared with the producer's weights"
