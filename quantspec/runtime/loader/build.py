@@ -42,10 +42,10 @@ class Built:
     parallel: dict[str, Parallel] = field(default_factory=dict)
 
 
-def _layer_error(layer: PlannedLayer, exc: QuantspecError) -> InvalidCheckpoint:
-    """Re-raise a scheme's error with the layer named in every reason."""
-    fixed = [r if r.where and layer.module in r.where else r.model_copy(
-        update={"where": f"{layer.name}: {r.where}" if r.where else layer.name}) for r in exc.reasons]
+def named(module: str, exc: QuantspecError) -> InvalidCheckpoint:
+    """A scheme's error with ``where`` made a full tensor name (schemes only know suffixes)."""
+    fixed = [r if r.where and r.where.startswith(module) else r.model_copy(
+        update={"where": f"{module}.{r.where}" if r.where else module}) for r in exc.reasons]
     return InvalidCheckpoint(fixed)
 
 
@@ -84,7 +84,7 @@ class Builder:
             try:
                 self._build(unit)
             except QuantspecError as exc:
-                raise _layer_error(unit[0], exc) from None
+                raise named(self.prefix + unit[0].module, exc) from None
             self.tick(sum(len(layer.tensors) for layer in unit))
             for f in closing.get(i, []):
                 self.reader.release(f)
@@ -158,8 +158,11 @@ class Builder:
             n, k = self._dims(spec, tensors, quant, shard)
             tensors = shard_tensors(tensors, layer=shard, spec=spec, quant=quant, n=n, k=k, par=par, tp=self.tp)
             n_loc, k_loc = local_dims(shard, n, k, par, self.tp)
-            module = cls.from_checkpoint(tensors, quant, out_features=n_loc, in_features=k_loc,
-                                         model_dtype=self.dtype, ops=self.ops)
+            try:
+                module = cls.from_checkpoint(tensors, quant, out_features=n_loc, in_features=k_loc,
+                                             model_dtype=self.dtype, ops=self.ops)
+            except QuantspecError as exc:
+                raise named(self.prefix + shard, exc) from None
             name = self.prefix + shard
             self.out.modules[name] = module
             self.out.parallel[name] = par
@@ -237,7 +240,10 @@ class Builder:
                                              tp=self.tp, moe_group=group))
                 n_loc, k_loc = local_dims(where, n, k, par, self.tp)
                 n_total += n_loc
-            stacker.put(pos, cls.decode([t for t in sharded], quant, n=n_loc, k=k_loc, group=group))
+            try:
+                stacker.put(pos, cls.decode(sharded, quant, n=n_loc, k=k_loc, group=group))
+            except QuantspecError as exc:
+                raise named(f"{self.prefix}{layer.module}.{e}", exc) from None
             del projs, sharded
         del fused
         built = cls.finish(stacker.out, quant, n=n_total, k=k_loc, group=group, model_dtype=self.dtype, ops=self.ops)
