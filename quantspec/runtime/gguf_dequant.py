@@ -9,6 +9,7 @@ types); output is float32 ``[..., K]``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cache
 
@@ -20,14 +21,36 @@ from torch import Tensor
 
 from quantspec.errors import Code, InvalidCheckpoint, reason
 
+_log = logging.getLogger(__name__)
 QK_K = 256
 T = GGMLQuantizationType
 _Kernel = Callable[[Tensor], Tensor]
 
 
+def _f16_bits(h: Tensor) -> Tensor:
+    """fp16 bit patterns (int32, low 16 bits) to float32, exactly (NaN payloads kept).
+
+    Decoded arithmetically rather than with a dtype view so that torch.compile fuses it.
+    """
+    sign = (h >> 15) & 1
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    exp32 = torch.where(e == 0x1F, torch.full_like(e, 0xFF), e + 112)
+    normal = ((sign << 31) | (exp32 << 23) | (m << 13)).view(torch.float32)
+    sub = m.to(torch.float32) * 2.0**-24
+    sub = torch.where(sign == 1, -sub, sub)
+    return torch.where(e == 0, sub, normal)
+
+
 def _f16(b: Tensor) -> Tensor:
-    """Little-endian fp16 in the last two bytes' columns to float32 ``[nb, 1]``."""
-    return b.contiguous().view(torch.float16).to(torch.float32)
+    """Little-endian fp16 byte pairs ``[..., 2j]`` to float32 ``[..., j]``."""
+    return _f16_bits(_u16(b))
+
+
+def _i8(b: Tensor) -> Tensor:
+    """uint8 bytes reinterpreted as int8 values (as int32)."""
+    v = b.to(torch.int32)
+    return torch.where(v >= 128, v - 256, v)
 
 
 def _u16(b: Tensor) -> Tensor:
@@ -74,7 +97,7 @@ def _q5(b: Tensor, with_min: bool) -> Tensor:
 
 
 def _q8_0(b: Tensor) -> Tensor:
-    return b[:, 2:].contiguous().view(torch.int8).to(torch.float32) * _f16(b[:, :2])
+    return _i8(b[:, 2:]).to(torch.float32) * _f16(b[:, :2])
 
 
 def _q2_k(b: Tensor) -> Tensor:
@@ -134,7 +157,7 @@ def _q5_k(b: Tensor) -> Tensor:
 def _q6_k(b: Tensor) -> Tensor:
     nb = b.size(0)
     ql, qh = b[:, :128], b[:, 128:192]
-    scales = b[:, 192:208].contiguous().view(torch.int8).to(torch.float32)
+    scales = _i8(b[:, 192:208]).to(torch.float32)
     d = (_f16(b[:, 208:210]) * scales).reshape(nb, 16, 1)
     lo = (_shift(ql.reshape(nb, 2, 64), [0, 4], 2) & 0x0F).reshape(nb, 8, 32)
     hi = (_shift(qh.reshape(nb, 2, 32), [0, 2, 4, 6], 2) & 0x03).reshape(nb, 8, 32)
@@ -165,8 +188,8 @@ def _lut(values: tuple[int, ...] | list[int]) -> Tensor:
 
 
 def _mxfp4(b: Tensor) -> Tensor:
-    e = b[:, :1].to(torch.int64)
-    bits = torch.where(e < 2, 0x00200000 << e, (e - 1) << 23).to(torch.int32)
+    e = b[:, :1].to(torch.int32)
+    bits = torch.where(e < 2, 0x00200000 << e, (e - 1) << 23)
     d = bits.view(torch.float32)
     q = _lut(gq.MXFP4.kvalues)[_nibbles_halves(b[:, 1:]).to(torch.int64)]
     return d * q
@@ -296,7 +319,7 @@ def _iq1_m(b: Tensor) -> Tensor:
     scales = _u16(b[:, 48:56]).to(torch.int64)
     dbits = (scales & 0xF000) >> torch.tensor([12, 8, 4, 0])
     dbits = dbits[:, 0] | dbits[:, 1] | dbits[:, 2] | dbits[:, 3]
-    d = dbits.to(torch.int16).view(torch.float16).to(torch.float32).reshape(nb, 1)
+    d = _f16_bits(dbits.to(torch.int32)).reshape(nb, 1)
     sc = (_shift(scales, [0, 3, 6, 9], 2) & 7).reshape(nb, -1)
     dl = (d * (2 * sc + 1).to(torch.float32)).reshape(nb, -1, 2, 1, 1)
     qhs = _shift(qh, [0, 4], 2).reshape(nb, -1)
@@ -354,12 +377,42 @@ def ggml_type(name: str | int | GGMLQuantizationType) -> GGMLQuantizationType:
         ) from None
 
 
-def dequantize(data: Tensor, qtype: GGMLQuantizationType, name: str = "weight") -> Tensor:
-    """Dequantize raw GGML data ``[..., row_bytes]`` (uint8; typed for F32/F16) to float32 ``[..., K]``."""
+_COMPILED: dict[GGMLQuantizationType, _Kernel] = {}
+_COMPILE_BROKEN: set[GGMLQuantizationType] = set()
+#: Raw tensors at least this large are dequantized through torch.compile when ``compile=None``:
+#: the one-off compilation (seconds per type, cached on disk by inductor) pays off on big weights.
+AUTO_COMPILE_BYTES = 1 << 22
+
+
+def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
+    """Run the eager kernel, or the torch.compile'd one (inductor fuses it into one loop)."""
+    if compile and qtype not in _COMPILE_BROKEN:
+        if qtype not in _COMPILED:
+            _COMPILED[qtype] = torch.compile(_KERNELS[qtype], dynamic=True)
+        try:
+            return _COMPILED[qtype](blocks)
+        except Exception as exc:  # no C++ compiler, unsupported platform...: the eager kernel is exact too
+            _COMPILE_BROKEN.add(qtype)
+            _log.warning("torch.compile of the %s kernel failed (%s); using the eager kernel", qtype.name, exc)
+    return _KERNELS[qtype](blocks)
+
+
+def dequantize(
+    data: Tensor, qtype: GGMLQuantizationType, name: str = "weight", *, compile: bool | None = None
+) -> Tensor:
+    """Dequantize raw GGML data ``[..., row_bytes]`` (uint8; typed for F32/F16) to float32 ``[..., K]``.
+
+    ``compile=True`` runs the block kernel through ``torch.compile`` (needs a C++ compiler; the
+    first call per type compiles); ``None`` does so for tensors of at least
+    :data:`AUTO_COMPILE_BYTES`. The result is the same bit for bit either way.
+    """
     if qtype == T.F32:
         return data.contiguous().view(torch.float32) if data.dtype == torch.uint8 else data.to(torch.float32)
     if qtype == T.F16:
         return (data.contiguous().view(torch.float16) if data.dtype == torch.uint8 else data).to(torch.float32)
+    if qtype == T.BF16 and data.dtype in (torch.uint8, torch.bfloat16):
+        # bf16 -> f32 is exact (a 16-bit shift), and torch's conversion is one vectorised pass.
+        return (data.contiguous().view(torch.bfloat16) if data.dtype == torch.uint8 else data).to(torch.float32)
     kernel = _KERNELS.get(qtype)
     if kernel is None:
         raise InvalidCheckpoint(
@@ -389,5 +442,6 @@ def dequantize(data: Tensor, qtype: GGMLQuantizationType, name: str = "weight") 
         )
     lead = data.shape[:-1]
     blocks = data.reshape(-1, type_size)
-    out = kernel(blocks)
+    use_compile = data.numel() >= AUTO_COMPILE_BYTES if compile is None else compile
+    out = _run(qtype, blocks, use_compile)
     return out.reshape(*lead, row_bytes // type_size * block)

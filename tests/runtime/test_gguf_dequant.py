@@ -88,3 +88,11 @@ def test_float_types_and_errors() -> None:
         dequantize(torch.zeros(2, 17, dtype=torch.uint8), GGMLQuantizationType.Q4_0)
     with pytest.raises(InvalidCheckpoint, match="cannot be dequantized"):
         dequantize(torch.zeros(2, 292, dtype=torch.uint8), GGMLQuantizationType.Q8_K)
+
+
+def test_compiled_kernel_is_identical() -> None:
+    """The torch.compile path (used for large tensors) gives the same bits as the eager one."""
+    raw = _random_blocks(GGMLQuantizationType.Q8_0, 4, 8, seed=5)
+    ref = gq.dequantize(raw, GGMLQuantizationType.Q8_0)
+    got = dequantize(torch.from_numpy(raw), GGMLQuantizationType.Q8_0, compile=True).numpy()
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
