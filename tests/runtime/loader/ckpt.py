@@ -24,19 +24,28 @@ def is_quantized_linear(name: str, t: Tensor) -> bool:
             and not name.endswith("gate.weight"))
 
 
+def w8a8_dynamic(w: Tensor) -> dict[str, Tensor]:
+    """ModelSlim W8A8_DYNAMIC tensors of a bf16 model."""
+    return W.modelslim_w8a8_dynamic(w, model_dtype=torch.bfloat16)
+
+
 def write_modelslim(out: Path, arch: TinyArch, label: str = "W8A8_DYNAMIC",
-                    quantize: Quantizer | None = None, *, seed: int = 0) -> PreTrainedModel:
-    """A ModelSlim checkpoint of a tiny ``arch`` model; returns the float model it came from."""
-    quantize = quantize or (lambda w: W.modelslim_w8a8_dynamic(w, model_dtype=torch.bfloat16))
+                    quantize: Quantizer = w8a8_dynamic, *, seed: int = 0,
+                    choose: Callable[[str], tuple[str, Quantizer]] | None = None) -> PreTrainedModel:
+    """A ModelSlim checkpoint of a tiny ``arch`` model; returns the float model it came from.
+
+    ``choose(module)`` may pick a (label, quantizer) per module (mixed checkpoints).
+    """
     model = build_float_model(arch, seed=seed)
     tensors: dict[str, Tensor] = {}
     desc: dict[str, str] = {"model_quant_type": label, "version": "1.0.0"}
     for name, t in checkpoint_state_dict(model, arch).items():
         module = name.rsplit(".", 1)[0]
         if is_quantized_linear(name, t):
-            for suffix, q in quantize(t).items():
+            lab, fn = choose(module) if choose else (label, quantize)
+            for suffix, q in fn(t).items():
                 tensors[f"{module}.{suffix}"] = q.contiguous()
-                desc[f"{module}.{suffix}"] = label
+                desc[f"{module}.{suffix}"] = lab
         else:
             tensors[name] = t.contiguous()
             desc[name] = "FLOAT"
