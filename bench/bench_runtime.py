@@ -12,6 +12,7 @@ Prints markdown tables (recorded in docs/benchmarks.md, section "Runtime"):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 import warnings
@@ -39,6 +40,10 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
+def _clone_all(tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    return [t.clone() for t in tensors.values()]
+
+
 def bench_repack(n: int, k: int, repeat: int) -> list[str]:
     """One row per scheme case: checkpoint GB, repack GB/s, copy GB/s."""
     rows = [
@@ -52,19 +57,16 @@ def bench_repack(n: int, k: int, repeat: int) -> list[str]:
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
         cls = linear_scheme_for(case.family, case.scheme)
 
-        def repack() -> object:
-            return cls.from_checkpoint(  # noqa: B023 - evaluated within the iteration
-                tensors,
-                case.quant,
-                out_features=n,
-                in_features=k,
-                model_dtype=torch.bfloat16,
-                ops=ops,  # noqa: B023
-            )
-
-        def copy() -> object:
-            return [t.clone() for t in tensors.values()]  # noqa: B023
-
+        repack = functools.partial(
+            cls.from_checkpoint,
+            tensors,
+            case.quant,
+            out_features=n,
+            in_features=k,
+            model_dtype=torch.bfloat16,
+            ops=ops,
+        )
+        copy = functools.partial(_clone_all, tensors)
         t_repack, t_copy = best_of(repack, repeat), best_of(copy, repeat)
         rows.append(
             f"| {case.id} | {nbytes / 1e6:.1f} | {nbytes / t_repack / 1e9:.2f} | {nbytes / t_copy / 1e9:.2f} "

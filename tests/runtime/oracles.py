@@ -1,3 +1,5 @@
+# numpy arithmetic is typed as Any; every oracle returns a float64 ndarray.
+# mypy: disable-error-code="no-any-return"
 """Independent float oracles: dequantize each on-disk layout with the formats.md formula, in numpy
 (float64), then matmul. Nothing here imports quantspec.runtime, so a bug in the runtime's unpacking
 or scale handling cannot cancel out in the comparison.

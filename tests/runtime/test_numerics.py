@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from hypothesis import given, settings
@@ -12,7 +15,7 @@ from quantspec.runtime import numerics as nm
 _SETTINGS = settings(max_examples=40, deadline=None)
 
 
-def _codes(draw: st.DrawFn, bits: int, rows: int, cols: int) -> torch.Tensor:
+def _codes(draw: Callable[..., Any], bits: int, rows: int, cols: int) -> torch.Tensor:
     vals = draw(st.lists(st.integers(0, (1 << bits) - 1), min_size=rows * cols, max_size=rows * cols))
     return torch.tensor(vals, dtype=torch.int64).reshape(rows, cols)
 

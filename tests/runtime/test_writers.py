@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
+from compressed_tensors.compressors.pack_quantized.helpers import (  # type: ignore[import-untyped]
+    pack_to_int32,
+    unpack_from_int32,
+)
 
 from quantspec.runtime import numerics as nm
 from quantspec.runtime import writers as wr

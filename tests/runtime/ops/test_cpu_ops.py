@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ def _i8(*shape: int) -> torch.Tensor:
     return torch.randint(-128, 128, shape, generator=g, dtype=torch.int8)
 
 
-def _raises(op: str, arg: str) -> pytest.RaisesContext[KernelArgumentError]:
+def _raises(op: str, arg: str) -> Any:
     return pytest.raises(KernelArgumentError, match=rf"{op}: argument '{arg}'")
 
 

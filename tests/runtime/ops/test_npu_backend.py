@@ -72,7 +72,8 @@ def _run(case: Case, ops: Any) -> torch.Tensor:
         case.write(w, torch.bfloat16), case.quant, out_features=n, in_features=k, model_dtype=torch.bfloat16, ops=ops
     )
     x = torch.randn(3, k, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
-    return layer(x)
+    y: torch.Tensor = layer(x)
+    return y
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
