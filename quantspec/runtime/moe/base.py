@@ -93,10 +93,6 @@ class ExpertGroup(nn.Module):
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """``[M, K]`` routed rows (model dtype, sorted by expert) to ``[M, N]``; ``group_list``: counts."""
 
-    def gmm_args(self, group_list: Tensor) -> dict[str, object]:
-        """The grouping keywords every grouped matmul call shares (counts, group along M)."""
-        return {"group_list": group_list, "group_list_type": 1, "group_type": 0, "split_item": 2}
-
     def extra_repr(self) -> str:
         return f"experts={self.experts}, n={self.n}, k={self.k}, dtype={self.model_dtype}"
 

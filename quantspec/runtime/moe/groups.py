@@ -50,6 +50,8 @@ def _nz(ops: Ops, w: Tensor) -> Tensor:
 class FloatExperts(ExpertGroup):
     """Float experts: ``weight [N, K]`` per projection, cast to the model dtype."""
 
+    weight: Tensor
+
     @classmethod
     def decode(
         cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName
@@ -71,7 +73,9 @@ class FloatExperts(ExpertGroup):
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """Float grouped matmul."""
-        out: Tensor = self.ops.npu_grouped_matmul([x], [self.weight], **self.gmm_args(group_list))[0]
+        out: Tensor = self.ops.npu_grouped_matmul(
+            [x], [self.weight], group_list=group_list, group_list_type=1, group_type=0, split_item=2
+        )[0]
         return out
 
 
@@ -79,6 +83,9 @@ class FloatExperts(ExpertGroup):
 @register_moe(FormatFamily.COMPRESSED_TENSORS, SchemeId.W8A8_DYNAMIC)
 class Int8DynamicExperts(ExpertGroup):
     """W8A8 dynamic experts: ``weight`` int8 ``[N, K]``, ``weight_scale [N, 1]`` per projection."""
+
+    weight: Tensor
+    weight_scale: Tensor
 
     @classmethod
     def decode(
@@ -113,7 +120,7 @@ class Int8DynamicExperts(ExpertGroup):
         xq, xs = self.ops.npu_dynamic_quant(x)
         out: Tensor = self.ops.npu_grouped_matmul(
             [xq], [self.weight], scale=[self.weight_scale], per_token_scale=[xs], output_dtype=self.model_dtype,
-            **self.gmm_args(group_list),
+            group_list=group_list, group_list_type=1, group_type=0, split_item=2,
         )[0]
         return out
 
@@ -126,6 +133,10 @@ class Int8DynamicExperts(ExpertGroup):
 @register_moe(FormatFamily.COMPRESSED_TENSORS, SchemeId.W4A16)
 class WeightOnlyExperts(ExpertGroup):
     """Weight-only int4/int8 experts through the antiquant grouped matmul."""
+
+    weight: Tensor
+    antiquant_scale: Tensor
+    antiquant_offset: Tensor | None
 
     @classmethod
     def decode(
@@ -185,6 +196,6 @@ class WeightOnlyExperts(ExpertGroup):
         off = None if self.antiquant_offset is None else [self.antiquant_offset]
         out: Tensor = self.ops.npu_grouped_matmul(
             [x], [self.weight], antiquant_scale=[self.antiquant_scale], antiquant_offset=off,
-            **self.gmm_args(group_list),
+            group_list=group_list, group_list_type=1, group_type=0, split_item=2,
         )[0]
         return out
