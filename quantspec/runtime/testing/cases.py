@@ -51,13 +51,20 @@ class Bound:
     top1: float
     weight_err: float
 
+    def for_moe(self) -> Bound:
+        """The bound of a MoE model: top-k routing is discrete, so a slightly perturbed hidden
+        state can send a near-tie token to another expert and change its MLP output by O(1);
+        a few such flips over 32 tokens x 2 layers add about 0.05 to the relative error."""
+        return Bound(f"{self.name}, MoE routing", cosine=self.cosine - 0.01, rel_err=self.rel_err + 0.08,
+                     top1=self.top1 - 0.10, weight_err=self.weight_err)
+
 
 #: Bounds by error class (see docs/e2e.md for the derivation of each number). The relative
 #: logit error of a model whose n quantized linears each add independent relative noise e is
 #: about e * sqrt(n) (n = 14 for the dense tiny model); the bounds sit about 1.5x above that.
-W8_ONLY = Bound("8-bit weights, float activations", cosine=0.998, rel_err=0.05, top1=0.80, weight_err=0.006)
-W8A8 = Bound("8-bit weights, 8-bit activations", cosine=0.995, rel_err=0.09, top1=0.70, weight_err=0.006)
-MX8 = Bound("MXFP8 weights and activations", cosine=0.98, rel_err=0.22, top1=0.55, weight_err=0.07)
+W8_ONLY = Bound("8-bit weights, float activations", cosine=0.998, rel_err=0.05, top1=0.80, weight_err=0.009)
+W8A8 = Bound("8-bit weights, 8-bit activations", cosine=0.995, rel_err=0.09, top1=0.70, weight_err=0.009)
+MX8 = Bound("MXFP8 weights and activations", cosine=0.98, rel_err=0.22, top1=0.55, weight_err=0.13)
 W5_ONLY = Bound("5-bit group-32 weights (GGUF Q5)", cosine=0.99, rel_err=0.15, top1=0.60, weight_err=0.05)
 W4_ONLY = Bound("4-bit group weights, float activations", cosine=0.90, rel_err=0.50, top1=0.30, weight_err=0.085)
 W4A8 = Bound("4-bit per-channel weights, 8-bit activations", cosine=0.88, rel_err=0.55, top1=0.30, weight_err=0.085)
@@ -175,6 +182,11 @@ CASES: tuple[Case, ...] = (
          "transformers (float)", write_float, MX8, target="a5", allow_untested=True,
          quantization="mxfp8"),
 )
+
+
+def bound_of(case: Case) -> Bound:
+    """The case's bound, loosened for MoE models (see :meth:`Bound.for_moe`)."""
+    return case.bound if case.arch is TinyArch.LLAMA else case.bound.for_moe()
 
 
 def cases_by_row() -> dict[RowKey, list[Case]]:
