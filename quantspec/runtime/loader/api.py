@@ -100,5 +100,6 @@ def load_quantized(
             out.modules.update(built.modules)
             out.tensors.update(built.tensors)
             out.parallel.update(built.parallel)
+            out.aliases.update({f"{name}.{k}" if name else k: v for k, v in built.aliases.items()})
     return QuantizedModel(plan=plan, modules=out.modules, tensors=out.tensors, parallel=out.parallel, tp=tp,
-                          model_dtype=model_dtype, ops=ops)
+                          model_dtype=model_dtype, ops=ops, aliases=out.aliases)

@@ -19,13 +19,13 @@ from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidCheckpoint, QuantspecError, reason
 from quantspec.plan.contract import pack_factor
 from quantspec.plan.model import LayerStatus, Plan, PlannedLayer
-from quantspec.runtime.loader.reader import TensorReader
+from quantspec.runtime.loader.reader import Reader
 from quantspec.runtime.loader.tp import Parallel, TensorParallel, local_dims, parallel_of, shard_tensors
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts, Stacker, moe_group_for
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes import linear_scheme_for
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import FormatFamily, LayerKind, Layout, MatrixLayer
+from quantspec.vocab import FormatFamily, LayerKind, Layout, MatrixLayer, SchemeId
 
 #: Float dtypes a float tensor is cast from (to the model dtype); other dtypes are kept.
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -40,6 +40,8 @@ class Built:
     modules: dict[str, nn.Module] = field(default_factory=dict)
     tensors: dict[str, Tensor] = field(default_factory=dict)
     parallel: dict[str, Parallel] = field(default_factory=dict)
+    #: Alternative module spellings -> loaded module name (GGUF's several Hugging Face names).
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 def named(module: str, exc: QuantspecError) -> InvalidCheckpoint:
@@ -52,7 +54,7 @@ def named(module: str, exc: QuantspecError) -> InvalidCheckpoint:
 class Builder:
     """Builds one plan component (a model, or one Diffusers component) from its reader."""
 
-    def __init__(self, *, plan: Plan, layers: list[PlannedLayer], family: FormatFamily, reader: TensorReader,
+    def __init__(self, *, plan: Plan, layers: list[PlannedLayer], family: FormatFamily, reader: Reader,
                  prefix: str, model_dtype: torch.dtype, ops: Ops, tp: TensorParallel,
                  tick: Callable[[int], None]) -> None:
         self.plan = plan
@@ -121,7 +123,8 @@ class Builder:
         first = unit[0]
         if first.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
             self._moe(unit)
-        elif first.quant is not None and first.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER):
+        elif (first.quant is not None and first.quant.scheme is not SchemeId.GGUF
+              and first.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER)):
             self._linear(first)
         else:
             self._float(first)

@@ -70,7 +70,8 @@ class QuantizedModel:
     """A loaded quantized checkpoint: the plan, executable modules and float tensors."""
 
     def __init__(self, *, plan: Plan, modules: dict[str, nn.Module], tensors: dict[str, Tensor],
-                 parallel: dict[str, Parallel], tp: TensorParallel, model_dtype: torch.dtype, ops: Ops) -> None:
+                 parallel: dict[str, Parallel], tp: TensorParallel, model_dtype: torch.dtype, ops: Ops,
+                 aliases: dict[str, str] | None = None) -> None:
         #: The plan the checkpoint was loaded with.
         self.plan = plan
         #: Checkpoint module name (``model.layers.0.self_attn.q_proj``, ``model.layers.3.mlp.experts``)
@@ -82,6 +83,8 @@ class QuantizedModel:
         self.model_dtype = model_dtype
         self.ops = ops
         self._tensors = tensors
+        #: Other module spellings the checkpoint's tensors may be installed under (GGUF).
+        self.aliases = dict(aliases or {})
 
     def state_dict(self) -> dict[str, Tensor]:
         """Float tensors under their checkpoint names plus every module's processed tensors
@@ -115,6 +118,12 @@ class QuantizedModel:
         pre = f"{component}." if component else ""
         modules = {k[len(pre):]: v for k, v in self.modules.items() if k.startswith(pre)}
         tensors = {to_model_name(k[len(pre):]): v for k, v in self._tensors.items() if k.startswith(pre)}
+        for alt, loaded in self.aliases.items():
+            if not alt.startswith(pre):
+                continue
+            alt, loaded = to_model_name(alt[len(pre):]), to_model_name(loaded[len(pre):])
+            for name in [n for n in tensors if n.startswith(loaded + ".")]:
+                tensors.setdefault(alt + name[len(loaded):], tensors[name])
         self._swap(model, modules)
         self._fill(model, tensors)
         self._rebuild_meta_buffers(model)

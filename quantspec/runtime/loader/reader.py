@@ -18,6 +18,7 @@ import os
 import struct
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -78,6 +79,20 @@ def refuse_pickle(model_dir: Path) -> None:
                 hint="convert the weights to safetensors (e.g. transformers save_pretrained(safe_serialization=True))",
             )
         )
+
+
+class Reader(Protocol):
+    """What the builder reads from: tensor name -> file, one tensor at a time, files released."""
+
+    files: dict[str, str]
+
+    def read(self, name: str) -> Tensor:
+        """The tensor ``name``."""
+        ...
+
+    def release(self, fname: str) -> None:
+        """No more tensors of ``fname`` are needed."""
+        ...
 
 
 class _File:
