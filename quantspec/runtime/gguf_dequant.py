@@ -24,7 +24,7 @@ from quantspec.errors import Code, InvalidCheckpoint, reason
 _log = logging.getLogger(__name__)
 QK_K = 256
 T = GGMLQuantizationType
-_Kernel = Callable[[Tensor], Tensor]
+_Kernel = Callable[..., Tensor]
 
 
 def _f16_bits(h: Tensor) -> Tensor:
@@ -242,30 +242,30 @@ def _sign_bits(byte: Tensor) -> Tensor:
     return torch.where(bits == 0, ones, -ones).reshape(*byte.shape[:-1], byte.shape[-1] * 8)
 
 
-def _iq2_xxs(b: Tensor) -> Tensor:
+def _iq2_xxs(b: Tensor, grid_t: Tensor, ksigns: Tensor) -> Tensor:
     nb = b.size(0)
     d = _f16(b[:, :2])
     qs = _u32(b[:, 2:]).reshape(nb, -1, 2)
     db = (d * (0.5 + (qs[..., 1] >> 28).to(torch.float32)) * 0.25).reshape(nb, -1, 1, 1)
     sidx = _shift(qs[..., 1], [0, 7, 14, 21], 2) & 0x7F
-    signs = _sign_bits(_ksigns()[sidx]).reshape(nb, -1, 4, 8)
+    signs = _sign_bits(ksigns[sidx]).reshape(nb, -1, 4, 8)
     gidx = _shift(qs[..., 0], [0, 8, 16, 24], 2) & 0xFF
-    grid = _grid("IQ2_XXS")[gidx].reshape(nb, -1, 4, 8)
+    grid = grid_t[gidx].reshape(nb, -1, 4, 8)
     return (db * grid * signs).reshape(nb, -1)
 
 
-def _iq2_xs(b: Tensor) -> Tensor:
+def _iq2_xs(b: Tensor, grid_t: Tensor, ksigns: Tensor) -> Tensor:
     nb = b.size(0)
     d = _f16(b[:, :2])
     qs = _u16(b[:, 2:66]).to(torch.int64)
     sc = (_shift(b[:, 66:74], [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.float32)
     db = (d * (0.5 + sc) * 0.25).reshape(nb, -1, 1, 1)
-    signs = _sign_bits(_ksigns()[qs >> 9].unsqueeze(-1)).reshape(nb, -1, 2, 8)
-    grid = _grid("IQ2_XS")[qs & 511].reshape(nb, -1, 2, 8)
+    signs = _sign_bits(ksigns[qs >> 9].unsqueeze(-1)).reshape(nb, -1, 2, 8)
+    grid = grid_t[qs & 511].reshape(nb, -1, 2, 8)
     return (db * grid * signs).reshape(nb, -1)
 
 
-def _iq2_s(b: Tensor) -> Tensor:
+def _iq2_s(b: Tensor, grid_t: Tensor) -> Tensor:
     nb = b.size(0)
     d = _f16(b[:, :2])
     qs, sg, qh, sc = b[:, 2:34], b[:, 34:66], b[:, 66:74], b[:, 74:82]
@@ -274,22 +274,22 @@ def _iq2_s(b: Tensor) -> Tensor:
     signs = _sign_bits(sg).reshape(nb, -1, 2, 8)
     hi = (_shift(qh, [0, 2, 4, 6], 2) & 0x03).reshape(nb, -1).to(torch.int64)
     idx = qs.to(torch.int64) | (hi << 8)
-    grid = _grid("IQ2_S")[idx].reshape(nb, -1, 2, 8)
+    grid = grid_t[idx].reshape(nb, -1, 2, 8)
     return (db * grid * signs).reshape(nb, -1)
 
 
-def _iq3_xxs(b: Tensor) -> Tensor:
+def _iq3_xxs(b: Tensor, grid_t: Tensor, ksigns: Tensor) -> Tensor:
     nb = b.size(0)
     d = _f16(b[:, :2])
     qs, scales = b[:, 2:66].to(torch.int64), _u32(b[:, 66:98])
     db = (d * (0.5 + (scales >> 28).to(torch.float32)) * 0.5).reshape(nb, -1, 1, 1)
     sidx = _shift(scales, [0, 7, 14, 21], 2) & 0x7F
-    signs = _sign_bits(_ksigns()[sidx]).reshape(nb, -1, 4, 8)
-    grid = _grid("IQ3_XXS")[qs].reshape(nb, -1, 4, 8)
+    signs = _sign_bits(ksigns[sidx]).reshape(nb, -1, 4, 8)
+    grid = grid_t[qs].reshape(nb, -1, 4, 8)
     return (db * grid * signs).reshape(nb, -1)
 
 
-def _iq3_s(b: Tensor) -> Tensor:
+def _iq3_s(b: Tensor, grid_t: Tensor) -> Tensor:
     nb = b.size(0)
     d = _f16(b[:, :2])
     qs, qh, sg, sc = b[:, 2:66], b[:, 66:74], b[:, 74:106], b[:, 106:110]
@@ -297,11 +297,11 @@ def _iq3_s(b: Tensor) -> Tensor:
     db = (d * (1 + 2 * scu).to(torch.float32)).reshape(nb, -1, 1, 1)
     signs = _sign_bits(sg).reshape(nb, -1, 4, 8)
     hi = (_shift(qh, list(range(8)), 2) & 1).reshape(nb, -1).to(torch.int64)
-    grid = _grid("IQ3_S")[qs.to(torch.int64) | (hi << 8)].reshape(nb, -1, 4, 8)
+    grid = grid_t[qs.to(torch.int64) | (hi << 8)].reshape(nb, -1, 4, 8)
     return (db * grid * signs).reshape(nb, -1)
 
 
-def _iq1_s(b: Tensor) -> Tensor:
+def _iq1_s(b: Tensor, grid_t: Tensor) -> Tensor:
     nb = b.size(0)
     d = _f16(b[:, :2])
     qs, qh = b[:, 2:34].to(torch.int64), _u16(b[:, 34:50]).to(torch.int64)
@@ -309,11 +309,11 @@ def _iq1_s(b: Tensor) -> Tensor:
     delta = float(gq.IQ1_S.delta)
     dlt = torch.where((qh & 0x8000) == 0, delta, -delta).to(torch.float32).reshape(nb, -1, 1, 1)
     idx = qs | (((_shift(qh, [0, 3, 6, 9], 2) & 7) << 8).reshape(nb, -1))
-    grid = _grid("IQ1_S")[idx].reshape(nb, -1, 4, 8)
+    grid = grid_t[idx].reshape(nb, -1, 4, 8)
     return (dl * (grid + dlt)).reshape(nb, -1)
 
 
-def _iq1_m(b: Tensor) -> Tensor:
+def _iq1_m(b: Tensor, grid_t: Tensor) -> Tensor:
     nb = b.size(0)
     qs, qh = b[:, :32].to(torch.int64), b[:, 32:48].to(torch.int64)
     scales = _u16(b[:, 48:56]).to(torch.int64)
@@ -326,7 +326,7 @@ def _iq1_m(b: Tensor) -> Tensor:
     idx = qs | ((qhs & 7) << 8)
     delta = float(gq.IQ1_M.delta)
     dlt = torch.where((qhs & 8) == 0, delta, -delta).to(torch.float32).reshape(nb, -1, 2, 2, 1)
-    grid = _grid("IQ1_M")[idx].reshape(nb, -1, 2, 2, 8)
+    grid = grid_t[idx].reshape(nb, -1, 2, 2, 8)
     return (dl * (grid + dlt)).reshape(nb, -1)
 
 
@@ -384,17 +384,38 @@ _COMPILE_BROKEN: set[GGMLQuantizationType] = set()
 AUTO_COMPILE_BYTES = 1 << 22
 
 
+_IQ_TABLES: dict[GGMLQuantizationType, tuple[str, bool]] = {
+    T.IQ2_XXS: ("IQ2_XXS", True),
+    T.IQ2_XS: ("IQ2_XS", True),
+    T.IQ2_S: ("IQ2_S", False),
+    T.IQ3_XXS: ("IQ3_XXS", True),
+    T.IQ3_S: ("IQ3_S", False),
+    T.IQ1_S: ("IQ1_S", False),
+    T.IQ1_M: ("IQ1_M", False),
+}
+
+
+def _tables(qtype: GGMLQuantizationType) -> tuple[Tensor, ...]:
+    """Lattice grid (and sign table) of an IQ type, passed to the kernel as arguments so that
+    torch.compile sees plain tensors."""
+    if qtype not in _IQ_TABLES:
+        return ()
+    name, signs = _IQ_TABLES[qtype]
+    return (_grid(name), _ksigns()) if signs else (_grid(name),)
+
+
 def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
     """Run the eager kernel, or the torch.compile'd one (inductor fuses it into one loop)."""
+    tables = _tables(qtype)
     if compile and qtype not in _COMPILE_BROKEN:
         if qtype not in _COMPILED:
             _COMPILED[qtype] = torch.compile(_KERNELS[qtype], dynamic=True)
         try:
-            return _COMPILED[qtype](blocks)
+            return _COMPILED[qtype](blocks, *tables)
         except Exception as exc:  # no C++ compiler, unsupported platform...: the eager kernel is exact too
             _COMPILE_BROKEN.add(qtype)
             _log.warning("torch.compile of the %s kernel failed (%s); using the eager kernel", qtype.name, exc)
-    return _KERNELS[qtype](blocks)
+    return _KERNELS[qtype](blocks, *tables)
 
 
 def dequantize(

@@ -90,6 +90,7 @@ def test_float_types_and_errors() -> None:
         dequantize(torch.zeros(2, 292, dtype=torch.uint8), GGMLQuantizationType.Q8_K)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_compiled_kernel_is_identical() -> None:
     """The torch.compile path (used for large tensors) gives the same bits as the eager one."""
     raw = _random_blocks(GGMLQuantizationType.Q8_0, 4, 8, seed=5)
