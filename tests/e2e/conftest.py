@@ -73,7 +73,7 @@ class Session:
             )
             config = AutoConfig.from_pretrained(exp.path)
             with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(config, dtype=case.dtype)
+                model = AutoModelForCausalLM.from_config(config, dtype=case.dtype)  # type: ignore[no-untyped-call]
             qm.install(model)
             model.train(False)
             self._loads[case.id] = Loaded(exp, qm, model, logits(model, self.tokens))
