@@ -13,6 +13,7 @@ from quantspec.runtime import numerics as nm
 from quantspec.runtime.ops.base import DtypeArg
 from quantspec.runtime.ops.checks import check_dim, check_dtype, is_transposed_view, kernel_error, require
 from quantspec.runtime.ops.cpu_matmul import _decode_scale
+from quantspec.runtime.ops.cpu_moe_modes import grouped_quant_matmul, quant_mode
 
 _GMM = "npu_grouped_matmul"
 
@@ -69,6 +70,15 @@ def npu_grouped_matmul(
     ):
         require(val is None, _GMM, name, "reserved; pass None")
     require(act_type == 0, _GMM, "act_type", "fused activations are not emulated")
+    mode = quant_mode(x[0], weight[0], scale_dtype) if len(x) == 1 and len(weight) == 1 else None
+    if mode is not None:  # A8W4, A4W4 and MX modes: cpu_moe_modes.py
+        require(group_list is not None and group_type == 0, _GMM, "group_type", "must be passed explicitly as 0")
+        assert group_list is not None
+        require(x_dtype is None and weight_dtype is None, _GMM, "x_dtype", "FP4/HiFloat8 inputs are not emulated")
+        bounds = _group_bounds(group_list, group_list_type, weight[0].size(0), x[0].size(0))
+        return [grouped_quant_matmul(
+            mode, x[0], weight[0], bounds, scale=scale, bias=bias, per_token_scale=per_token_scale,
+            output_dtype=output_dtype, scale_dtype=scale_dtype, per_token_scale_dtype=per_token_scale_dtype)]
     require(
         x_dtype is None and weight_dtype is None and scale_dtype is None and per_token_scale_dtype is None,
         _GMM,
