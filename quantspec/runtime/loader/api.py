@@ -15,7 +15,7 @@ from quantspec.runtime.loader.progress import progress_bar
 from quantspec.runtime.loader.reader import TensorReader, refuse_pickle
 from quantspec.runtime.loader.target import backend_ops, resolve_dtype, resolve_target
 from quantspec.runtime.loader.tp import TensorParallel
-from quantspec.vocab import FormatFamily, NpuGen
+from quantspec.vocab import FormatFamily, LayerKind, NpuGen, SchemeId
 
 
 def rejection(plan: Plan) -> PlanRejected:
@@ -26,6 +26,33 @@ def rejection(plan: Plan) -> PlanRejected:
     if not reasons:  # a rejected layer always has reasons; keep the error meaningful regardless
         reasons.append(reason(Code.PLAN_NO_SCHEME, "the plan rejects the checkpoint"))
     return PlanRejected(reasons)
+
+
+def check_executable(plan: Plan) -> None:
+    """Every accepted quantized layer must have a runtime class; refused before any weight is read."""
+    from quantspec.runtime.moe import registered_moe
+    from quantspec.runtime.schemes import registered_linear
+
+    linear, moe = registered_linear(), registered_moe()
+    fmt = {c.name: c.format for c in plan.components}
+    missing: list[Reason] = []
+    for layer in plan.layers:
+        q = layer.quant
+        if q is None or q.scheme is None or q.scheme is SchemeId.GGUF:
+            continue
+        family = fmt.get(layer.component or "", plan.format) if layer.component else plan.format
+        if layer.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
+            ok = (family, q.scheme) in moe
+        elif layer.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER):
+            ok = (family, q.scheme) in linear
+        else:
+            continue
+        if not ok:
+            missing.append(reason(Code.PLAN_NO_SCHEME, f"{layer.kind.value} {family.value} {q.scheme.value} has no "
+                                  f"executable in this quantspec runtime", where=layer.name,
+                                  hint="see docs/loading.md for the schemes load_quantized runs"))
+    if missing:
+        raise PlanRejected(missing)
 
 
 def _components(plan: Plan, root: Path) -> list[tuple[PlanComponent, str | None]]:
@@ -75,6 +102,7 @@ def load_quantized(
     plan = make_plan(root, target=gen, tp=tp_size, allow_untested=allow_untested, quantization=quantization)
     if not plan.accepted:
         raise rejection(plan)
+    check_executable(plan)
     tp = TensorParallel(rank=tp_rank, size=tp_size)
     comps = _components(plan, root)
     for comp, _ in comps:

@@ -244,7 +244,8 @@ class Builder:
                 n_loc, k_loc = local_dims(where, n, k, par, self.tp)
                 n_total += n_loc
             try:
-                stacker.put(pos, cls.decode(sharded, quant, n=n_loc, k=k_loc, group=group))
+                stacker.put(pos, cls.decode(sharded, quant, n=n_loc, k=k_loc, group=group, model_dtype=self.dtype,
+                                             ops=self.ops))
             except QuantspecError as exc:
                 raise named(f"{self.prefix}{layer.module}.{e}", exc) from None
             del projs, sharded

@@ -74,7 +74,8 @@ class ExpertGroup(nn.Module):
     @classmethod
     @abstractmethod
     def decode(
-        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName
+        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
+        model_dtype: torch.dtype, ops: Ops,
     ) -> dict[str, Tensor | None]:
         """Canonical tensors of one expert from its projections' checkpoint tensors (gate first).
 
@@ -138,7 +139,7 @@ def registered_moe() -> dict[tuple[FormatFamily, SchemeId | None], type[ExpertGr
 
 def _ensure_loaded() -> None:
     # Importing the group modules runs their @register_moe decorators.
-    from quantspec.runtime.moe import groups  # noqa: F401
+    from quantspec.runtime.moe import groups, groups_int4, groups_mx  # noqa: F401
 
 
 class QuantizedExperts(nn.Module):

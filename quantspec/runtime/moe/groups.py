@@ -54,7 +54,8 @@ class FloatExperts(ExpertGroup):
 
     @classmethod
     def decode(
-        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName
+        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
+        model_dtype: torch.dtype, ops: Ops,
     ) -> dict[str, Tensor | None]:
         """Concatenate the projections' float weights along N."""
         ws = [TensorSet(p).get("weight", _FLOAT, [(n, k)]) for p in projs]
@@ -89,7 +90,8 @@ class Int8DynamicExperts(ExpertGroup):
 
     @classmethod
     def decode(
-        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName
+        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
+        model_dtype: torch.dtype, ops: Ops,
     ) -> dict[str, Tensor | None]:
         """int8 weights and float32 scales, projections concatenated along N."""
         sets = [TensorSet(p) for p in projs]
@@ -140,7 +142,8 @@ class WeightOnlyExperts(ExpertGroup):
 
     @classmethod
     def decode(
-        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName
+        cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
+        model_dtype: torch.dtype, ops: Ops,
     ) -> dict[str, Tensor | None]:
         """Decode each projection's layout to codes ``[K, N]``, scale/offset ``[G, N]``; concatenate along N."""
         if quant is None:
