@@ -149,8 +149,13 @@ def discover(tensors: Mapping[str, TensorInfo], model_type: str | None) -> Disco
     nm = naming()
     modules: dict[str, Params] = {}
     attention: dict[str, AttentionUnit] = {}
+    slow = nm.kv_params | set(nm.fused_3d)
     for name, info in tensors.items():
         module, _, param = name.rpartition(".")
+        params = modules.get(module)
+        if params is not None and param not in slow:
+            params[param] = info  # fast path: a module already known to be an ordinary one
+            continue
         parent, _, last = module.rpartition(".")
         if param in nm.kv_params and parent:
             _attn(attention, parent).params[f"{last}.{param}"] = info

@@ -12,12 +12,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from quantspec.description import QuantSpec
 from quantspec.errors import Code, reason
 from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit
 from quantspec.plan.model import PlannedLayer
 from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
-from quantspec.plan.resolve import Resolved
 from quantspec.vocab import LayerKind, MatrixLayer
 
 #: config.json keys that give the number of routed experts.
@@ -68,28 +68,47 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
                 v.reasons.append(reason(Code.TENSOR_MISSING, f"{proj} of experts {_ids(es)} of {u.name} is missing",
                                         where=u.name))
     # ---------------------------------------------------------------- resolution of every expert
-    res: dict[tuple[int, str], Resolved] = {}
-    for e in ids:
-        for _, name in per_expert:
-            res[(e, name)] = p.resolver.resolve(f"{u.name}.{e}.{name}", "Linear")
-    unmatched = [f"{u.name}.{e}.{n}" for (e, n), r in res.items() if not r.matched]
+    names = [n for _, n in per_expert]
+    resolve = p.resolver.quant_of
+    # quant per (expert, proj); grouped by object identity first (descriptions share one QuantSpec
+    # object per label), so equality/hashing of specs runs on a handful of objects, not per expert.
+    res: dict[str, list[QuantSpec | None]] = {}
+    unmatched: list[str] = []
+    for name in names:
+        col: list[QuantSpec | None] = []
+        for e in ids:
+            module = f"{u.name}.{e}.{name}"
+            quant, matched = resolve(module)
+            if not matched:
+                unmatched.append(module)
+            col.append(quant)
+        res[name] = col
     if unmatched:
         v.reasons.append(reason(
             Code.PLAN_NO_SCHEME, f"{len(unmatched)} expert module(s) of {u.name} have no entry in "
             f"{p.s.desc.source}: {', '.join(unmatched[:3])}", where=u.name,
             hint="every expert module needs its '<module>.weight' entry"))
         return p.build(v, shards=u.projs, experts=tuple(ids))
-    names = [n for _, n in per_expert]
-    majority: dict[str, object] = {}
-    quant_of: dict[object, Any] = {}
+    # Distinct agreement keys get small integer ids; counting and comparing ints is cheap.
+    canon: list[object] = []
+    quant_of: list[QuantSpec | None] = []
+    majority: dict[str, int] = {}
+    key_of: dict[str, list[int]] = {}
     for name in names:
-        counts: Counter[object] = Counter()
-        for e in ids:
-            r = res[(e, name)]
-            key = agreement_key(r.quant)
-            counts[key] += 1
-            quant_of.setdefault(key, r.quant)
-        majority[name] = counts.most_common(1)[0][0] if counts else "FLOAT"
+        by_id: dict[int, int] = {}
+        keys: list[int] = []
+        for quant in res[name]:
+            idx = by_id.get(id(quant))
+            if idx is None:
+                key = agreement_key(quant)
+                idx = next((j for j, c in enumerate(canon) if c == key), len(canon))
+                if idx == len(canon):
+                    canon.append(key)
+                    quant_of.append(quant)
+                by_id[id(quant)] = idx
+            keys.append(idx)
+        key_of[name] = keys
+        majority[name] = Counter(keys).most_common(1)[0][0] if keys else 0
     if len(set(majority.values())) > 1:
         desc = ", ".join(f"{n} is {label_of(quant_of[majority[n]])}" for n in names)
         v.reasons.append(reason(
@@ -97,9 +116,10 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
             hint="gate and up projections are one fused weight (w13) and must share one quantization"))
     odd: list[str] = []
     odd_ids: list[int] = []
-    for e in ids:
-        bad = [f"{n} {label_of(res[(e, n)].quant)}" for n in names
-               if agreement_key(res[(e, n)].quant) != majority[n]]
+    odd_idx = sorted({i for n in names for i, k in enumerate(key_of[n]) if k != majority[n]})
+    for i in odd_idx:
+        e = ids[i]
+        bad = [f"{n} {label_of(res[n][i])}" for n in names if key_of[n][i] != majority[n]]
         if bad:
             odd_ids.append(e)
             odd.append(f"expert {e} ({', '.join(bad)})")

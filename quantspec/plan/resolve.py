@@ -38,14 +38,26 @@ class Resolver:
                     self._exact.setdefault(p, i)
             else:
                 self._others.append(i)
-        self._cache: dict[tuple[str, str | None], Resolved] = {}
+
+    def quant_of(self, module: str, module_class: str | None = "Linear") -> tuple[QuantSpec | None, bool]:
+        """``(quant, matched)`` of ``module``: the hot path of :meth:`resolve` without the origin."""
+        rules = self._rules
+        i = self._exact.get(module, len(rules))
+        for j in self._others:
+            if j >= i:
+                break
+            if rules[j].match.matches(module, module_class):
+                i = j
+                break
+        if i < len(rules):
+            return rules[i].quant, True
+        if self._desc.requires_entry:
+            return None, False
+        applies = module_class is None or module_class in self._desc.default_classes
+        return (self._desc.default if applies else None), True
 
     def resolve(self, module: str, module_class: str | None = "Linear") -> Resolved:
         """Same answer as ``CheckpointDescription.resolve(module, module_class)``."""
-        key = (module, module_class)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
         rules = self._rules
         i = self._exact.get(module, len(rules))
         for j in self._others:
@@ -56,11 +68,8 @@ class Resolver:
                 break
         if i < len(rules):
             rule = rules[i]
-            out = Resolved(rule.quant, True, rule.origin)
-        elif self._desc.requires_entry:
-            out = Resolved(None, False, "default")
-        else:
-            applies = module_class is None or module_class in self._desc.default_classes
-            out = Resolved(self._desc.default if applies else None, True, "default")
-        self._cache[key] = out
-        return out
+            return Resolved(rule.quant, True, rule.origin)
+        if self._desc.requires_entry:
+            return Resolved(None, False, "default")
+        applies = module_class is None or module_class in self._desc.default_classes
+        return Resolved(self._desc.default if applies else None, True, "default")

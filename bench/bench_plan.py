@@ -1,0 +1,132 @@
+"""Benchmark ``quantspec plan`` on a DeepSeek-V3-sized checkpoint (see gen_deepseek_v3.py).
+
+Measures, on the same machine and in the same run:
+
+1. end to end: ``python -m quantspec plan DIR --target a3`` as a subprocess, from process
+   start to the table on stdout (best and median of N runs);
+2. in process, best of N: the *baseline* (merely ``json.loads`` of every JSON file plus
+   every safetensors header: the least any planner must do), ``read_description`` (the
+   formats layer), the tensor inventory (strict header validation), the planner proper, and
+   ``quantspec.plan`` as a whole; ratios to the baseline;
+3. that torch was not imported.
+
+Wall times on a shared machine are noisy: rows are best-of-N, and the load average at the
+start and end of the run is printed with the table.
+
+    python bench/bench_plan.py [DIR] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def baseline(model_dir: Path) -> None:
+    """Parse every JSON file and every safetensors header, nothing else."""
+    for p in sorted(model_dir.glob("*.json")):
+        json.loads(p.read_bytes())
+    for p in sorted(model_dir.glob("*.safetensors")):
+        with p.open("rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            json.loads(fh.read(n))
+
+
+def best(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    """Best wall time of ``runs`` calls, and the last result.
+
+    The cyclic GC is paused during each call, as ``quantspec.plan`` itself does, so that every
+    row (the baseline included) is measured under the same conditions.
+    """
+    times, out = [], None
+    for _ in range(runs):
+        gc.collect()
+        gc.disable()
+        t = time.perf_counter()
+        try:
+            out = fn()
+        finally:
+            times.append(time.perf_counter() - t)
+            gc.enable()
+    return min(times), out
+
+
+def main() -> None:
+    """Run the benchmark and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path, nargs="?", default=Path("/tmp/quantspec-bench/deepseek-v3"))
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    d: Path = args.model_dir
+    if not (d / "config.json").is_file():
+        from gen_deepseek_v3 import generate
+
+        print(f"generating {generate(d)} tensors into {d}", file=sys.stderr)
+
+    e2e = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "quantspec", "plan", str(d), "--target", "a3"],
+                             capture_output=True, text=True, check=False)
+        e2e.append(time.perf_counter() - t)
+        assert res.returncode == 0, res.stderr
+    import_t = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import quantspec.cli.main"], check=True)
+        import_t.append(time.perf_counter() - t)
+
+    import quantspec
+    from quantspec.formats import read_description
+    from quantspec.matrix import load_matrix
+    from quantspec.plan.api import _config
+    from quantspec.plan.inventory import read_inventory
+    from quantspec.plan.planner import Planner, Setting
+    from quantspec.vocab import NpuGen
+
+    runs = args.runs
+    t_base, _ = best(lambda: baseline(d), runs)
+    t_desc, desc = best(lambda: read_description(d), runs)
+    t_inv, inv = best(lambda: read_inventory(d), runs)
+    config = _config(d)
+    setting = Setting(desc=desc, matrix=load_matrix(), target=NpuGen.A3, model_type=config["model_type"],
+                      model_dtype=config["torch_dtype"], config=config)
+    t_planner, layers = best(lambda: Planner(setting, inv).plan(), runs)
+    t_plan, plan = best(lambda: quantspec.plan(d, target="a3"), runs)
+    assert plan.accepted and "torch" not in sys.modules
+
+    rows = [
+        ("tensors / planned layers", f"{len(inv.tensors)} / {len(layers)}", ""),
+        ("`quantspec plan` end to end (subprocess), best", f"{min(e2e):.3f} s",
+         f"median {statistics.median(e2e):.3f} s"),
+        ("  of which interpreter + `import quantspec.cli.main`", f"{min(import_t):.3f} s", ""),
+        ("baseline: json.loads of JSON files + safetensors headers", f"{t_base:.3f} s", "1.00x"),
+        ("read_description (formats: ModelSlim parse + normalise)", f"{t_desc:.3f} s", f"{t_desc / t_base:.2f}x"),
+        ("inventory (strict safetensors header validation)", f"{t_inv:.3f} s", f"{t_inv / t_base:.2f}x"),
+        ("planner (discovery, resolution, contracts, constraints)", f"{t_planner:.3f} s",
+         f"{t_planner / t_base:.2f}x"),
+        ("`quantspec.plan()` total, in process", f"{t_plan:.3f} s", f"{t_plan / t_base:.2f}x"),
+        ("planner-owned part (inventory + planner)", f"{t_inv + t_planner:.3f} s",
+         f"{(t_inv + t_planner) / t_base:.2f}x"),
+        ("torch imported", str("torch" in sys.modules), ""),
+    ]
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    print(f"load average at the end: {' '.join(load)}; best of {runs} runs\n")
+    print("| measurement | time | vs baseline |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+
+
+if __name__ == "__main__":
+    main()
