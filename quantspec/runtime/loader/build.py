@@ -70,7 +70,10 @@ class Builder:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> Built:
-        """Build every layer, streaming files in order."""
+        """Build every layer, streaming files in order.
+
+        Online MXFP8 keeps routers float (their float weight is in the checkpoint; engines keep the
+        router unquantized, and transformers routers are not plain linears)."""
         units = self._units()
         files = self.reader.files
         last_use: dict[str, int] = {}
@@ -124,7 +127,8 @@ class Builder:
         if first.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
             self._moe(unit)
         elif (first.quant is not None and first.quant.scheme is not SchemeId.GGUF
-              and first.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER)):
+              and first.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER)
+              and not (first.kind is LayerKind.ROUTER and self.family is FormatFamily.MXFP8_ONLINE)):
             self._linear(first)
         else:
             self._float(first)
