@@ -66,7 +66,8 @@ class Naming:
 def naming() -> Naming:
     """The bundled naming data, loaded once."""
     text = resources.files("quantspec.plan").joinpath("naming.yaml").read_text(encoding="utf-8")
-    d: dict[str, Any] = yaml.safe_load(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: start-up time
+    d: dict[str, Any] = yaml.load(text, Loader=loader)
     moe = d["moe"]
     per_expert = tuple((tuple(p["w13"]), str(p["w2"])) for p in moe["per_expert"])
     groups: dict[str, str] = {}
