@@ -53,6 +53,14 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
         n_exp = weight.shape[0] if weight is not None and weight.shape else 0
         ids = list(range(n_exp))
         per_expert = [(proj, name) for proj in u.fused3d for name in _FUSED_TO_PER_EXPERT.get(proj, (proj,))]
+        if group == "w13":
+            covered = {name for _, name in per_expert}
+            lacking = [proj for proj in p.nm.per_expert[0][0] if proj not in covered]
+            if lacking:
+                v.reasons.append(reason(
+                    Code.TENSOR_MISSING, f"{u.name} has no stacked {' / '.join(lacking)} tensor for w13 "
+                    f"(found {', '.join(u.fused3d)})", where=u.name,
+                    hint="w13 needs both the gate and the up projection of every expert"))
     else:
         ids = sorted(u.experts)
         per_expert = [(proj, proj) for proj in u.projs]

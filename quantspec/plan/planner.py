@@ -116,6 +116,15 @@ class Planner:
             v.tensors = [t.name for t in infos]
             v.unit_bytes = stored_bytes(infos)
             v.label = "FLOAT"
+            # Norms and other modules stay float; a description that quantizes one (a conv, a
+            # 3-D weight) names something no NPU scheme runs, and must not be dropped silently.
+            quant, matched = self.resolver.quant_of(u.name, "Norm" if u.kind is LayerKind.NORM else "Other")
+            if matched and quant is not None:
+                v.label = quant.label
+                v.reasons.append(reason(
+                    Code.PLAN_NO_SCHEME, f"{u.name} is {quant.label} in {self.s.desc.source} but is not a linear, "
+                    f"MoE or embedding layer: no NPU scheme runs it quantized", where=u.name,
+                    hint="export this module unquantized (FLOAT)"))
             return self.build(v, shards=())
         cls = "Embedding" if u.kind is LayerKind.EMBEDDING else "Linear"
         res = [(s, self.resolver.resolve(s, cls)) for s in u.shards]

@@ -184,3 +184,24 @@ def test_resolver_matches_description_resolve(name: str, tmp_path: Path) -> None
                 slow = desc.resolve(m, cls)
                 got = fast.resolve(m, cls)
                 assert (got.quant, got.matched, got.origin) == (slow.quant, slow.matched, slow.origin), m
+
+
+def test_quantized_non_linear_module_is_rejected() -> None:
+    tensors: Tensors = {"patch_embedding.weight": ("I8", (64, 16, 1, 2, 2)),
+                        "patch_embedding.weight_scale": ("F32", (64, 1))}
+    [layer] = _plan(_ms_desc(tensors), tensors)
+    assert layer.kind.value == "other" and layer.status is LayerStatus.REJECTED
+    assert layer.reasons[0].message == ("patch_embedding is W8A8_DYNAMIC in d.json but is not a linear, MoE or "
+                                        "embedding layer: no NPU scheme runs it quantized")
+
+
+def test_gguf_stacked_experts_need_gate_and_up(tmp_path: Path) -> None:
+    from tests.formats.gguf_fixture import write_tiny_gguf
+
+    (tmp_path / "g").mkdir()
+    write_tiny_gguf(tmp_path / "g" / "m.gguf")
+    plan = quantspec.plan(tmp_path / "g", target="a3")
+    w13 = plan.layer("model.layers.0.mlp.experts")
+    assert w13.kind.value == "moe_w13" and w13.experts == (0, 1)
+    assert w13.reasons[0].message == ("model.layers.0.mlp.experts has no stacked up_proj tensor for w13 "
+                                      "(found gate_proj)")
