@@ -97,45 +97,60 @@ def test_load_install_and_logits_within_bound(session: Session, case: Case) -> N
     assert stats.rel_err > 1e-4, f"{case.id}: logits identical to the float model's"
 
 
+GGUF = "gguf-py"
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_module_names_are_checkpoint_names(session: Session, case: Case) -> None:
     loaded = session.loaded(case)
     ref = session.float_ref(case.arch, case.dtype)
     prefixes = {name.rsplit(".", i)[0] for name in ref.state for i in range(1, name.count(".") + 1)}
     keys = set(loaded.qmodel.modules)
-    assert keys, f"{case.id}: no executable module was built"
+    floats = loaded.qmodel.float_tensors
     assert keys <= prefixes, f"{case.id}: not checkpoint module names: {sorted(keys - prefixes)[:5]}"
     container = expert_names(case.arch)[0]
     for module in loaded.exported.quantized:
         if module_kind(module) == "expert":
             owner = module.split(f".{container}.")[0] + f".{container}"
             assert owner in keys, f"{case.id}: experts {owner} not loaded as a module"
-        elif case.producer != "gguf-py":
+        elif case.producer == GGUF:
+            # GGUF is dequantized at load: its linears are float tensors under their HF names.
+            assert f"{module}.weight" in floats, f"{case.id}: dequantized {module}.weight missing"
+        else:
             assert module in keys, f"{case.id}: quantized {module} is not an executable module"
+    if case.producer != GGUF:
+        # quantized weights are never also handed out as float tensors
+        assert not any(f"{m}.weight" in floats for m in loaded.exported.quantized), case.id
 
 
-def _probe_targets(session: Session, case: Case) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+def _effective(session: Session, case: Case) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(module, effective [N, K] weight, float weight) of every quantized non-expert linear."""
     loaded = session.loaded(case)
     ref = session.float_ref(case.arch, case.dtype)
     out = []
     for module in loaded.exported.quantized:
-        if module_kind(module) in ("linear", "lm_head") and module in loaded.qmodel.modules:
-            out.append((module, loaded.qmodel.modules[module], ref.state[f"{module}.weight"]))
+        if module_kind(module) not in ("linear", "lm_head", "embedding"):
+            continue
+        w = ref.state[f"{module}.weight"]
+        if module in loaded.qmodel.modules:
+            out.append((module, effective_weight(loaded.qmodel.modules[module], w.size(1), case.dtype), w))
+        elif f"{module}.weight" in loaded.qmodel.float_tensors:
+            out.append((module, loaded.qmodel.float_tensors[f"{module}.weight"].to(torch.float32), w))
     return out
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.probe], ids=[c.id for c in CASES if c.probe])
 def test_effective_weights_within_half_a_step(session: Session, case: Case) -> None:
-    targets = _probe_targets(session, case)
+    targets = _effective(session, case)
     exported = session.loaded(case).exported
     if any(module_kind(m) == "linear" for m in exported.quantized):
         assert targets, f"{case.id}: no quantized linear to probe"
-    for module, mod, w in targets:
-        err = max_rel_diff(effective_weight(mod, w.size(1), case.dtype), w)
+    for module, w_eff, w in targets:
+        err = max_rel_diff(w_eff, w)
         assert err <= case.bound.weight_err, f"{case.id}: {module} max|W_eff - W|/max|W| = {err:.5f}"
 
 
-REFERENCED = [c for c in CASES if c.producer in ("compressed-tensors library", "gguf-py")]
+REFERENCED = [c for c in CASES if c.producer in ("compressed-tensors library", GGUF)]
 
 
 @pytest.mark.parametrize("case", REFERENCED, ids=[c.id for c in REFERENCED])
@@ -148,8 +163,8 @@ def test_matches_the_producers_dequantized_weights(session: Session, case: Case)
     act_quant = case.bound.name.endswith("8-bit activations")
     linear_tol, expert_tol = 0.01, (0.06 if act_quant else 0.02)
     checked = 0
-    for module, mod, _w in _probe_targets(session, case):
-        err = max_rel_diff(effective_weight(mod, reference[module].size(1), case.dtype), reference[module])
+    for module, w_eff, _w in _effective(session, case):
+        err = max_rel_diff(w_eff, reference[module])
         assert err <= linear_tol, f"{case.id}: {module} differs from the producer's dequantization by {err:.5f}"
         checked += 1
     container, gate, up, down = expert_names(case.arch)

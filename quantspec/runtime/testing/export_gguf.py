@@ -3,7 +3,7 @@ and llama-quantize lay them out.
 
 Tensor names come from gguf-py's ``TensorNameMap`` for the architecture (``llama`` for the dense
 model, ``qwen3moe`` for Qwen3-MoE); Llama ``q_proj``/``k_proj`` are RoPE-permuted like
-``LlamaModel.permute``; MoE experts are stacked into ``blk.N.ffn_{gate,up,down}_exps``
+``LlamaModel.permute`` (convert_hf_to_gguf's Qwen2/Qwen3 classes write them unpermuted); MoE experts are stacked into ``blk.N.ffn_{gate,up,down}_exps``
 ``[E, N, K]``. Norms and the router (``ffn_gate_inp``) stay F32 as llama-quantize leaves them.
 gguf-py can quantize Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 and F16 but not the K-quants (those are
 dequantize-only in Python), so the end-to-end cases use the legacy block types.
@@ -43,6 +43,15 @@ def unpermute_qk(w: Tensor, n_head: int) -> Tensor:
     """Inverse of :func:`permute_qk` (what transformers' GGUF loader applies)."""
     rows = w.shape[0]
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _rope_heads(arch: TinyArch, module: str, n_head: int, n_head_kv: int) -> int:
+    """Heads of the Llama Q/K permutation for ``module`` (0: not permuted)."""
+    if arch is not TinyArch.LLAMA:
+        return 0
+    if module.endswith("q_proj"):
+        return n_head
+    return n_head_kv if module.endswith("k_proj") else 0
 
 
 def _quantize(w: Tensor, qtype: QT) -> np.ndarray:
@@ -109,19 +118,16 @@ def export_gguf(
         if gname is None:
             raise ValueError(f"gguf-py has no {arch_name} name for {name}")
         w = t.detach().to(torch.float32)
-        if module.endswith("q_proj"):
-            w = permute_qk(w, cfg.num_attention_heads)
-        elif module.endswith("k_proj"):
-            w = permute_qk(w, cfg.num_key_value_heads)
+        heads = _rope_heads(arch, module, cfg.num_attention_heads, cfg.num_key_value_heads)
+        if heads:
+            w = permute_qk(w, heads)
         if kind in ("linear", "lm_head", "embedding"):
             qt = embed_type or qtype if kind == "embedding" else qtype
             data = _quantize(w, qt)
             writer.add_tensor(gname, data, raw_dtype=qt)
             deq = _dequantize(data, qt)
-            if module.endswith("q_proj"):
-                deq = unpermute_qk(deq, cfg.num_attention_heads)
-            elif module.endswith("k_proj"):
-                deq = unpermute_qk(deq, cfg.num_key_value_heads)
+            if heads:
+                deq = unpermute_qk(deq, heads)
             reference[module] = deq
             quantized.append(module)
         else:

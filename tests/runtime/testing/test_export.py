@@ -175,8 +175,14 @@ def test_gguf_file_names_types_and_reference(tmp_path: Path) -> None:
     # reference = gguf-py's dequantization of what is in the file, un-permuted and split per expert
     down = torch.from_numpy(gguf.quants.dequantize(infos["blk.1.ffn_down_exps.weight"].data, QT.Q4_0))
     assert torch.equal(exp.reference["model.layers.1.mlp.experts.2.down_proj"], down[2])
+    # qwen3moe Q/K are written unpermuted (convert_hf_to_gguf's Qwen classes do not permute)
     q = torch.from_numpy(gguf.quants.dequantize(infos["blk.0.attn_q.weight"].data, QT.Q4_0))
-    assert torch.equal(exp.reference["model.layers.0.self_attn.q_proj"], unpermute_qk(q, 4))
+    assert torch.equal(exp.reference["model.layers.0.self_attn.q_proj"], q)
+    dense = export_gguf(_model(TinyArch.LLAMA), TinyArch.LLAMA, tmp_path / "llama", QT.Q8_0)
+    infos = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "llama" / "model.gguf")).tensors}
+    k = torch.from_numpy(gguf.quants.dequantize(infos["blk.1.attn_k.weight"].data, QT.Q8_0))
+    assert torch.equal(dense.reference["model.layers.1.self_attn.k_proj"], unpermute_qk(k, 2))
+    assert not torch.equal(dense.reference["model.layers.1.self_attn.k_proj"], k)
     json.loads((tmp_path / "config.json").read_text())  # the skeleton config is there
     assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
 
