@@ -135,7 +135,6 @@ class Discovery:
     attention: dict[str, AttentionUnit]
 
 
-_EXPERT_RE = re.compile(r"^(?P<c>.+)\.(?P<e>\d+)\.(?P<p>[^.]+)$")
 _GGUF_BLOCK_RE = re.compile(r"^(?P<blk>.+)\.(?P<p>ffn_[a-z_]+_exps)$")
 _NUM_RE = re.compile(r"(\d+)")
 
@@ -175,15 +174,19 @@ def discover(tensors: Mapping[str, TensorInfo], model_type: str | None) -> Disco
     shard_of: dict[str, tuple[str, tuple[str, ...]]] = {s: (f, shards) for f, shards in packed.items() for s in shards}
     fused: dict[tuple[str, str], dict[str, Params]] = {}
     plain: list[tuple[str, Params]] = []
+    is_container: dict[str, bool] = {}
     for module, params in modules.items():
-        m = _EXPERT_RE.match(module)
-        if m and m.group("c").rpartition(".")[2] in nm.containers and m.group("p") in nm.expert_group:
-            proj = m.group("p")
-            grp = nm.expert_group[proj]
-            unit = _moe(moes, m.group("c"), grp)
-            unit.experts.setdefault(int(m.group("e")), {})[proj] = (module, params)
-            continue
         parent, _, last = module.rpartition(".")
+        grp = nm.expert_group.get(last)
+        if grp is not None:
+            # <container>.<e>.<proj>: string splits, not a regex, on ~50k expert modules.
+            container, _, e = parent.rpartition(".")
+            ok = is_container.get(container)
+            if ok is None:
+                ok = is_container[container] = container.rpartition(".")[2] in nm.containers
+            if ok and e.isdigit():
+                _moe(moes, container, grp).experts.setdefault(int(e), {})[last] = (module, params)
+                continue
         if parent.rpartition(".")[2] in nm.containers and last in nm.fused_3d and _is_3d(params, nm):
             _moe(moes, parent, nm.fused_3d[last]).fused3d[last] = (module, params)
             continue
