@@ -14,8 +14,13 @@ Everything here is pure torch on integer or float tensors, vectorised, and docum
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import Tensor
+
+# Byte-level fast paths view int32 words as their four bytes, which is LSB-first only here.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 #: AutoAWQ's field order for 4-bit words: field i holds logical column ``8j + AWQ_ORDER_4[i]``.
 AWQ_ORDER_4: tuple[int, ...] = (0, 2, 4, 6, 1, 3, 5, 7)
@@ -55,6 +60,59 @@ def _to_int32_wrapping(words: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- NPU int4
 
 
+def _bytes_as_words(b: Tensor) -> Tensor:
+    """uint8 ``[..., 4W]`` reinterpreted as int32 ``[..., W]`` (flattened first: dtype views need
+    element strides, which size-1 dims do not guarantee)."""
+    return b.contiguous().reshape(-1).view(torch.int32).reshape(*b.shape[:-1], b.shape[-1] // 4)
+
+
+def _words_as_bytes(w: Tensor) -> Tensor:
+    """int32 ``[..., W]`` reinterpreted as uint8 ``[..., 4W]``."""
+    return w.to(torch.int32).contiguous().reshape(-1).view(torch.uint8).reshape(*w.shape[:-1], w.shape[-1] * 4)
+
+
+_M8 = 0x00FF00FF00FF00FF
+_M16 = 0x0000FFFF0000FFFF
+_M4 = 0x0F0F0F0F0F0F0F0F
+
+
+def _compress_nibbles(nib: Tensor) -> Tensor:
+    """Values in [0, 15] ``[..., 8W]`` to int32 words ``[..., W]``, element 8j + t at bits 4t.
+
+    Works on 64-bit lanes (8 values per int64) with three shift-or-mask steps instead of strided
+    byte gathers, which torch does not vectorise.
+    """
+    *lead, last = nib.shape
+    x = nib.to(torch.uint8).contiguous().reshape(-1).view(torch.int64)
+    y = (x | (x >> 4)) & _M8
+    z = (y | (y >> 8)) & _M16
+    w = z | (z >> 16)
+    # The low 32 bits of each little-endian int64 lane are the word (high bits are dropped).
+    return w.view(torch.int32)[0::2].reshape(*lead, last // 8).contiguous()
+
+
+def _spread_nibbles(words: Tensor) -> Tensor:
+    """Inverse of :func:`_compress_nibbles`: int32 ``[..., W]`` to uint8 values ``[..., 8W]``."""
+    *lead, nw = words.shape
+    w = words.to(torch.int32).contiguous().reshape(-1).to(torch.int64) & 0xFFFFFFFF
+    z = (w | (w << 16)) & _M16
+    y = (z | (z << 8)) & _M8
+    x = (y | (y << 4)) & _M4
+    return x.view(torch.uint8).reshape(*lead, nw * 8)
+
+
+def _nibble_bytes(nib: Tensor) -> Tensor:
+    """Values in [0, 15] ``[..., 2L]`` to bytes ``[..., L]``: element 2i low nibble."""
+    *lead, last = nib.shape
+    pairs = nib.to(torch.uint8).reshape(*lead, last // 2, 2)
+    return pairs[..., 0] | (pairs[..., 1] << 4)
+
+
+def _byte_nibbles(b: Tensor) -> Tensor:
+    """Inverse of :func:`_nibble_bytes`: uint8 ``[..., L]`` to values in [0, 15] ``[..., 2L]`` (uint8)."""
+    return torch.stack((b & 0xF, b >> 4), dim=-1).reshape(*b.shape[:-1], b.shape[-1] * 2)
+
+
 def pack_int4_lsb(values: Tensor) -> Tensor:
     """Pack signed int4 values (in [-8, 7]) 8 per int32 along the last dim, LSB first.
 
@@ -62,6 +120,8 @@ def pack_int4_lsb(values: Tensor) -> Tensor:
     The last dim must be a multiple of 8.
     """
     *lead, last = values.shape
+    if _LITTLE_ENDIAN:
+        return _compress_nibbles(values.to(torch.int8) & 0xF)
     nib = (values.to(torch.int64) & 0xF).reshape(*lead, last // 8, 8)
     shifts = torch.arange(0, 32, 4, dtype=torch.int64)
     return _to_int32_wrapping((nib << shifts).sum(dim=-1))
@@ -69,9 +129,12 @@ def pack_int4_lsb(values: Tensor) -> Tensor:
 
 def unpack_int4_lsb(words: Tensor) -> Tensor:
     """Inverse of :func:`pack_int4_lsb`: int32 ``[..., J]`` to int8 ``[..., 8J]`` in [-8, 7]."""
+    if _LITTLE_ENDIAN:
+        nib = _spread_nibbles(words).view(torch.int8)
+        return (nib ^ 8) - 8
     shifts = torch.arange(0, 32, 4, dtype=torch.int32)
-    nib = (words.to(torch.int32).unsqueeze(-1) >> shifts) & 0xF
-    signed = torch.where(nib >= 8, nib - 16, nib).to(torch.int8)
+    nib32 = (words.to(torch.int32).unsqueeze(-1) >> shifts) & 0xF
+    signed = torch.where(nib32 >= 8, nib32 - 16, nib32).to(torch.int8)
     return signed.reshape(*words.shape[:-1], words.shape[-1] * 8)
 
 
@@ -111,6 +174,14 @@ def pack_bits(codes: Tensor, bits: int, *, dense: bool = True) -> Tensor:
     (compressed-tensors < 0.18). Both agree when ``32 % b == 0``.
     """
     *lead, count = codes.shape
+    if _LITTLE_ENDIAN and bits in (4, 8):
+        # Byte-level fast path: 8-bit codes are bytes, 4-bit codes nibble pairs, words little-endian.
+        pf = 32 // bits
+        words = packed_words(count, bits, dense=False)
+        c8 = torch.nn.functional.pad(codes.to(torch.int32) & ((1 << bits) - 1), (0, words * pf - count))
+        if bits == 4:
+            return _compress_nibbles(c8)
+        return _bytes_as_words(c8.to(torch.uint8)).reshape(*lead, words)
     c = codes.to(torch.int64) & ((1 << bits) - 1)
     if 32 % bits == 0 or not dense:
         pf = 32 // bits
@@ -130,6 +201,9 @@ def pack_bits(codes: Tensor, bits: int, *, dense: bool = True) -> Tensor:
 def unpack_bits(words: Tensor, bits: int, count: int, *, dense: bool = True) -> Tensor:
     """Inverse of :func:`pack_bits`: int32 words to ``count`` unsigned codes (int32)."""
     *lead, nwords = words.shape
+    if _LITTLE_ENDIAN and bits in (4, 8):
+        fields = _words_as_bytes(words) if bits == 8 else _spread_nibbles(words)
+        return fields[..., :count].to(torch.int32)
     w = words.to(torch.int64) & 0xFFFFFFFF
     mask = (1 << bits) - 1
     if 32 % bits == 0 or not dense:
@@ -141,6 +215,19 @@ def unpack_bits(words: Tensor, bits: int, count: int, *, dense: bool = True) -> 
     stream = ((w.unsqueeze(-1) >> shifts) & 1).reshape(*lead, nwords * 32)[..., : count * bits]
     bitpos = torch.arange(bits, dtype=torch.int64)
     return (stream.reshape(*lead, count, bits) << bitpos).sum(dim=-1).to(torch.int32)
+
+
+def unpack_bits_rows(words: Tensor, bits: int, count: int) -> Tensor:
+    """Unpack codes packed along dim 0 (GPTQ ``qweight [K*b/32, N]``) to ``[count, N]`` int32.
+
+    Equivalent to ``unpack_bits(words.t(), bits, count).t()``, without transposing the words.
+    """
+    if _LITTLE_ENDIAN and bits in (4, 8):
+        rows, n = words.shape
+        fields = _words_as_bytes(words) if bits == 8 else _spread_nibbles(words)
+        fields = fields.reshape(rows, n, 32 // bits)  # field order within each word
+        return fields.permute(0, 2, 1).reshape(-1, n)[:count].to(torch.int32)
+    return unpack_bits(words.t(), bits, count).t()
 
 
 def awq_order(bits: int) -> tuple[int, ...]:
@@ -157,9 +244,10 @@ def pack_awq(codes: Tensor, bits: int) -> Tensor:
     """Pack unsigned codes ``[..., N]`` into AWQ GEMM words ``[..., N / (32/b)]``."""
     pf = 32 // bits
     *lead, n = codes.shape
-    order = torch.tensor(awq_order(bits))
-    grouped = codes.reshape(*lead, n // pf, pf)[..., order]
-    return pack_bits(grouped.reshape(*lead, n), bits)
+    grouped = codes.reshape(*lead, n // pf, pf)
+    # Field i holds column awq_order[i]: the even columns, then the odd ones.
+    ordered = torch.cat((grouped[..., 0::2], grouped[..., 1::2]), dim=-1)
+    return pack_bits(ordered.reshape(*lead, n), bits)
 
 
 def unpack_awq(words: Tensor, bits: int) -> Tensor:
@@ -167,8 +255,9 @@ def unpack_awq(words: Tensor, bits: int) -> Tensor:
     pf = 32 // bits
     *lead, nw = words.shape
     fields = unpack_bits(words, bits, nw * pf).reshape(*lead, nw, pf)
-    reverse = torch.tensor([awq_order(bits).index(c) for c in range(pf)])
-    return fields[..., reverse].reshape(*lead, nw * pf)
+    # Column 2c is field c, column 2c + 1 is field pf/2 + c.
+    logical = torch.stack((fields[..., : pf // 2], fields[..., pf // 2 :]), dim=-1)
+    return logical.reshape(*lead, nw * pf)
 
 
 # ----------------------------------------------------------------------------- scales

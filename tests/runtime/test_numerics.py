@@ -174,3 +174,13 @@ def test_round_modes(v: float) -> None:
     assert float(nm.rint(x)[0]) == float(np.rint(v))
     away = float(np.sign(v) * np.floor(abs(v) + 0.5))
     assert float(nm.round_half_away(x)[0]) == away
+
+
+@_SETTINGS
+@given(st.data())
+def test_unpack_bits_rows_is_unpack_along_dim0(data: st.DataObject) -> None:
+    bits = data.draw(st.sampled_from([2, 3, 4, 8]))
+    k = 32 * data.draw(st.integers(1, 3))
+    codes = _codes(data.draw, bits, k, data.draw(st.integers(1, 6)))
+    words = nm.pack_bits(codes.t().contiguous(), bits).t().contiguous()
+    assert torch.equal(nm.unpack_bits_rows(words, bits, k).to(torch.int64), codes)

@@ -47,6 +47,7 @@ def npu_convert_weight_to_int4pack(weight: Tensor, inner_k_tiles: int = 0) -> Te
     require(weight.size(-1) % 8 == 0, op, "weight", f"last dim {weight.size(-1)} is not a multiple of 8")
     require(weight.is_contiguous(), op, "weight", "must be contiguous")
     if weight.numel():
-        lo, hi = int(weight.min()), int(weight.max())
+        lo_t, hi_t = torch.aminmax(weight)
+        lo, hi = int(lo_t), int(hi_t)
         require(lo >= -8 and hi <= 7, op, "weight", f"values must lie in [-8, 7], got [{lo}, {hi}]")
     return pack_int4_lsb(weight)

@@ -237,7 +237,8 @@ class ModelSlimW4A4Dynamic(LinearScheme):
             packed = weight.t().contiguous().view(torch.int32)
         else:
             weight = ts.get("weight", (torch.int8,), [(n, k)])
-            lo, hi = int(weight.min()), int(weight.max())
+            lo_t, hi_t = torch.aminmax(weight)
+            lo, hi = int(lo_t), int(hi_t)
             if lo < -8 or hi > 7:
                 raise bad_tensor("weight", f"int4 values must lie in [-8, 7], got [{lo}, {hi}]")
             packed = ops.npu_convert_weight_to_int4pack(weight.t().contiguous().to(torch.int32))

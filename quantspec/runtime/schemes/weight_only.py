@@ -85,7 +85,7 @@ def _gptq(ts: TensorSet, quant: QuantSpec, n: int, k: int, bits: int) -> Decoded
     qweight = ts.get("qweight", (torch.int32,), [(nm.packed_words(k, bits, dense=True), n)])
     scales = ts.get("scales", _SCALE, [(ng, n)], finite=True).to(torch.float32)
     half = 1 << (bits - 1)
-    codes = nm.unpack_bits(qweight.t(), bits, k).t()
+    codes = nm.unpack_bits_rows(qweight, bits, k)
     zp = quant.weight.zero_point
     if zp == ZeroPoint.NONE:
         zeros = None
