@@ -9,6 +9,8 @@ has been built, so a failure leaves nothing half-loaded behind.
 
 from __future__ import annotations
 
+import ctypes
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +33,21 @@ from quantspec.vocab import FormatFamily, LayerKind, Layout, MatrixLayer, Scheme
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: Layer kinds whose float weight is sharded like a linear under tensor parallelism.
 _SHARDED_FLOAT = (LayerKind.LINEAR,)
+
+
+def _trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``, or a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return lambda: libc.malloc_trim(0)
+    except OSError:
+        return lambda: None
+
+
+#: Hand the transient buffers of the layer just built back to the OS. glibc serves the
+#: megabyte-sized checkpoint copies from its heap once its dynamic mmap threshold has grown,
+#: and freed heap pages stay resident: without this, peak RSS drifts to ~1.5x the result.
+release_freed_memory = _trim()
 
 
 @dataclass
@@ -67,6 +84,7 @@ class Builder:
         self.tp = tp
         self.tick = tick
         self.out = Built()
+        self._cache: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ driver
     def run(self) -> Built:
@@ -85,16 +103,36 @@ class Builder:
         closing: dict[int, list[str]] = {}
         for f, i in last_use.items():
             closing.setdefault(i, []).append(f)
-        for i, (_, unit) in enumerate(units):
-            try:
-                self._build(unit)
-            except QuantspecError as exc:
-                raise named(self.prefix + unit[0].module, exc) from None
-            self.tick(sum(len(layer.tensors) for layer in unit))
-            for f in closing.get(i, []):
-                self.reader.release(f)
+        # One reader thread fetches the next unit while this one is repacked (reads and torch ops
+        # release the GIL), so I/O overlaps compute.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantspec-read") as pool:
+            ahead: Future[dict[str, Tensor]] | None = pool.submit(self._fetch, units[0][1]) if units else None
+            for i, (_, unit) in enumerate(units):
+                assert ahead is not None
+                try:
+                    self._cache = ahead.result()
+                    ahead = pool.submit(self._fetch, units[i + 1][1]) if i + 1 < len(units) else None
+                    self._build(unit)
+                except QuantspecError as exc:
+                    raise named(self.prefix + unit[0].module, exc) from None
+                self._cache = {}
+                self.tick(sum(len(layer.tensors) for layer in unit))
+                release_freed_memory()
+                for f in closing.get(i, []):
+                    self.reader.release(f)
         self._leftovers()
         return self.out
+
+    def _fetch(self, unit: list[PlannedLayer]) -> dict[str, Tensor]:
+        """Read a unit's tensors ahead (MoE units stream expert by expert instead: they are large)."""
+        if unit[0].kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
+            return {}
+        return {t: self.reader.read(t) for layer in unit for t in layer.tensors if t in self.reader.files}
+
+    def _get(self, name: str) -> Tensor:
+        """A tensor from the read-ahead cache, else from the reader."""
+        t = self._cache.pop(name, None)
+        return t if t is not None else self.reader.read(name)
 
     def _units(self) -> list[tuple[tuple[int, str], list[PlannedLayer]]]:
         """Layers grouped into build units (a MoE's w13 + w2 together), ordered by file."""
@@ -119,7 +157,7 @@ class Builder:
     def _read(self, names: Iterable[str], module: str) -> dict[str, Tensor]:
         """Tensors of ``module`` among ``names``, keyed by suffix."""
         cut = len(module) + 1
-        return {name[cut:]: self.reader.read(name) for name in names if name.startswith(module + ".")}
+        return {name[cut:]: self._get(name) for name in names if name.startswith(module + ".")}
 
     # ------------------------------------------------------------------ per layer
     def _build(self, unit: list[PlannedLayer]) -> None:
@@ -191,7 +229,7 @@ class Builder:
                 self.out.tensors[f"{self.prefix}{module}.{suffix}"] = self._cast(t)
         for name in layer.tensors:  # KV-cache entries of an attention layer: names relative to no shard
             if name not in seen:
-                self.out.tensors[self.prefix + name] = self._cast(self.reader.read(name))
+                self.out.tensors[self.prefix + name] = self._cast(self._get(name))
 
     def _cast(self, t: Tensor) -> Tensor:
         return t.to(self.dtype) if t.dtype in _FLOATS else t
@@ -224,9 +262,9 @@ class Builder:
         par = Parallel.COLUMN if group == "w13" else Parallel.ROW
         experts = list(layer.experts)
         stacker = Stacker(len(experts))
-        fused = {p: self.reader.read(f"{layer.module}.{p}") for p in layer.shards
+        fused = {p: self._get(f"{layer.module}.{p}") for p in layer.shards
                  if f"{layer.module}.{p}" in self.reader.files}
-        fused.update({p: self.reader.read(f"{layer.module}.{p}.weight") for p in layer.shards
+        fused.update({p: self._get(f"{layer.module}.{p}.weight") for p in layer.shards
                       if f"{layer.module}.{p}.weight" in self.reader.files})
         n_total = k_loc = 0
         for pos, e in enumerate(experts):

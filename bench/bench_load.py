@@ -1,0 +1,155 @@
+"""Benchmark ``load_quantized`` (cpu backend) against plain safetensors reading of the same files.
+
+Writes a Llama-shaped ModelSlim W8A8_DYNAMIC checkpoint (random int8 weights, bf16 scales,
+float embeddings/norms; several shards with an index), then measures in fresh subprocesses:
+
+1. **throughput**: bytes of the checkpoint / seconds for (a) ``safetensors.torch.load_file`` of
+   every shard (the baseline: reading, nothing else) and (b) ``load_quantized(..., "cpu")``
+   (planning, streaming reads, repacking to the NPU layout: transpose to ``[K, N]``, FRACTAL_NZ
+   cast); best of N runs each, interleaved, files warm in the page cache for both;
+2. **peak RSS**: the peak resident set (``VmHWM``, reset with ``/proc/self/clear_refs`` after the
+   imports) of a process that loads the checkpoint, minus its RSS after importing torch and
+   quantspec (the interpreter + torch baseline), against the checkpoint size.
+
+    python bench/bench_load.py [--dir DIR] [--layers 8] [--hidden 2048] [--inter 5632] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_CHILD = r"""
+import json, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+import torch  # noqa: F401
+if mode == "load":
+    from quantspec.runtime.loader import load_quantized
+elif mode == "stream":
+    from pathlib import Path
+    from quantspec.plan.inventory import read_inventory
+    from quantspec.runtime.loader.reader import TensorReader
+else:
+    from pathlib import Path
+    from safetensors.torch import load_file
+
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(key))
+
+
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
+    fh.write("5")
+base = status("VmRSS:")
+t0 = time.perf_counter()
+if mode == "load":
+    qm = load_quantized(path, "cpu", progress=False)
+    n = len(qm.state_dict())
+elif mode == "stream":
+    inv = read_inventory(Path(path))
+    with TensorReader(Path(path), {k: t.file for k, t in inv.tensors.items()}) as reader:
+        out = {k: reader.read(k) for k in inv.tensors}
+    n = len(out)
+else:
+    out = {}
+    for f in sorted(Path(path).glob("*.safetensors")):
+        # load_file maps the file lazily; clone() reads the bytes into process memory, as a loader must
+        out.update({k: v.clone() for k, v in load_file(str(f)).items()})
+    n = len(out)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "base_kib": base, "peak_kib": status("VmHWM:"), "tensors": n}))
+"""
+
+
+def write_checkpoint(out: Path, layers: int, hidden: int, inter: int, vocab: int = 8192, shards: int = 4) -> int:
+    """A ModelSlim W8A8_DYNAMIC Llama-shaped checkpoint; returns its size in bytes."""
+    import torch
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(0)
+    heads, kv = hidden // 128, max(1, hidden // 512)
+    desc: dict[str, str] = {"model_quant_type": "W8A8_DYNAMIC", "version": "1.0.0"}
+    groups: list[dict[str, torch.Tensor]] = [{} for _ in range(shards)]
+    shapes = {"self_attn.q_proj": (hidden, hidden), "self_attn.k_proj": (kv * 128, hidden),
+              "self_attn.v_proj": (kv * 128, hidden), "self_attn.o_proj": (hidden, hidden),
+              "mlp.gate_proj": (inter, hidden), "mlp.up_proj": (inter, hidden), "mlp.down_proj": (hidden, inter)}
+    for i in range(layers):
+        bucket = groups[i * shards // layers]
+        for mod, (n, k) in shapes.items():
+            name = f"model.layers.{i}.{mod}"
+            bucket[f"{name}.weight"] = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
+            bucket[f"{name}.weight_scale"] = (torch.rand(n, 1, generator=gen) * 0.01).to(torch.bfloat16)
+            bucket[f"{name}.weight_offset"] = torch.zeros(n, 1, dtype=torch.bfloat16)
+            for s in ("weight", "weight_scale", "weight_offset"):
+                desc[f"{name}.{s}"] = "W8A8_DYNAMIC"
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            bucket[f"model.layers.{i}.{norm}.weight"] = torch.ones(hidden, dtype=torch.bfloat16)
+            desc[f"model.layers.{i}.{norm}.weight"] = "FLOAT"
+    groups[0]["model.embed_tokens.weight"] = torch.randn(vocab, hidden, generator=gen).to(torch.bfloat16)
+    groups[-1]["lm_head.weight"] = torch.randn(vocab, hidden, generator=gen).to(torch.bfloat16)
+    groups[-1]["model.norm.weight"] = torch.ones(hidden, dtype=torch.bfloat16)
+    for name in ("model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"):
+        desc[name] = "FLOAT"
+    weight_map: dict[str, str] = {}
+    for j, g in enumerate(groups):
+        fname = f"model-{j + 1:05d}-of-{shards:05d}.safetensors"
+        save_file(g, str(out / fname))
+        weight_map.update(dict.fromkeys(g, fname))
+    (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (out / "quant_model_description.json").write_text(json.dumps(desc))
+    (out / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": hidden,
+        "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": kv, "vocab_size": vocab, "torch_dtype": "bfloat16"}))
+    return sum(p.stat().st_size for p in out.glob("*.safetensors"))
+
+
+def child(mode: str, path: Path) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter."""
+    res = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    data: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
+    return data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/quantspec-bench-load"))
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--inter", type=int, default=5632)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    size = write_checkpoint(args.dir, args.layers, args.hidden, args.inter)
+    for p in args.dir.glob("*.safetensors"):  # warm the page cache for both readers
+        p.read_bytes()
+    runs: dict[str, list[dict[str, float]]] = {"read": [], "stream": [], "load": []}
+    for _ in range(args.runs):
+        for mode in ("read", "stream", "load"):
+            runs[mode].append(child(mode, args.dir))
+    best = {m: min(r, key=lambda d: d["seconds"]) for m, r in runs.items()}
+    mib = size / 2**20
+    tp = {m: mib / best[m]["seconds"] for m in best}
+    extra = {m: (max(d["peak_kib"] - d["base_kib"] for d in r)) / 1024 for m, r in runs.items()}
+    base = min(d["base_kib"] for d in runs["load"]) / 1024
+    print(f"checkpoint: {args.layers} layers, hidden {args.hidden}, intermediate {args.inter}: {mib:.0f} MiB "
+          f"in {len(list(args.dir.glob('*.safetensors')))} shards; best of {args.runs}; load average "
+          f"{os.getloadavg()[0]:.2f}; interpreter + torch + quantspec baseline RSS {base:.0f} MiB")
+    print("| reader | seconds | MiB/s | vs safetensors | peak RSS above baseline |")
+    print("|---|---|---|---|---|")
+    names = {"read": "safetensors `load_file` + copy (baseline)", "stream": "quantspec streaming reader alone",
+             "load": "`load_quantized(..., \"cpu\")` (plan + read + repack)"}
+    for m in ("read", "stream", "load"):
+        print(f"| {names[m]} | {best[m]['seconds']:.2f} | {tp[m]:.0f} | {tp[m] / tp['read']:.2f} | "
+              f"{extra[m]:.0f} MiB = {extra[m] / mib:.2f} x checkpoint |")
+
+
+if __name__ == "__main__":
+    main()
