@@ -14,14 +14,16 @@ weight-map entry that leaves the model folder is refused (``input.path_escape``)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from quantspec._io import check_inside, parse_json_text, read_json
+from quantspec._io import check_inside, parse_json_text, read_bytes
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
 
 #: safetensors dtype code -> (canonical dtype name, bits per element).
@@ -115,10 +117,7 @@ def _safetensors_inventory(model_dir: Path, index: Path | None, st_files: list[s
             ))
     else:
         files = st_files
-    by_file: dict[str, list[str]] = {}
-    if wanted is not None:
-        for name, fname in wanted.items():
-            by_file.setdefault(fname, []).append(name)
+    per_file = Counter(wanted.values()) if wanted is not None else Counter()
     tensors: dict[str, TensorInfo] = {}
     reasons: list[Reason] = []
     for fname in files:
@@ -129,8 +128,11 @@ def _safetensors_inventory(model_dir: Path, index: Path | None, st_files: list[s
         except InvalidCheckpoint as exc:
             reasons.extend(exc.reasons)
             continue
-        if wanted is not None:
-            listed = set(by_file[fname])
+        # The header's names must be exactly those the index assigns to this file; checked with
+        # C-level set operations (items-view inclusion), not a Python loop over 100k names.
+        if wanted is not None and not (len(infos) == per_file[fname]
+                                       and dict.fromkeys(infos, fname).items() <= wanted.items()):
+            listed = {n for n, f in wanted.items() if f == fname}
             if infos.keys() != listed:
                 # Tensors the index does not assign to this file are not loaded; missing ones are errors.
                 absent = sorted(listed - infos.keys())
@@ -153,9 +155,18 @@ def _safetensors_inventory(model_dir: Path, index: Path | None, st_files: list[s
 
 
 def _weight_map(index: Path, model_dir: Path) -> dict[str, str]:
-    data = read_json(index, root=model_dir)
+    check_inside(index, model_dir, what="index")
+    raw = read_bytes(index)
+    # Fast path as for headers: every weight-map value ends in ``.safetensors"``, so a count
+    # different from the number of entries means duplicate names (or odd values): parse strictly.
+    data: Any = None
+    with contextlib.suppress(ValueError, RecursionError):
+        data = json.loads(raw, parse_constant=_refuse)
     wm = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
+    if not isinstance(wm, dict) or raw.count(b'.safetensors"') != len(wm):
+        data = parse_json_text(raw, file=str(index))
+        wm = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(wm, dict) or set(map(type, wm.values())) - {str}:
         raise InvalidCheckpoint(reason(
             Code.FORMAT_WRONG_TYPE, "the index has no weight_map object of tensor name -> file name",
             file=str(index), where="/weight_map",

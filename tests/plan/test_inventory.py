@@ -105,3 +105,18 @@ def test_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(InvalidCheckpoint) as exc:
         read_inventory(tmp_path)
     assert exc.value.code is Code.FILE_NOT_FOUND
+
+
+def test_duplicate_names_in_the_weight_map_are_refused(tmp_path: Path) -> None:
+    write_safetensors(tmp_path / "m.safetensors", {"a.weight": ("I8", (2, 2))})
+    (tmp_path / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"a.weight": "m.safetensors", "a.weight": "m.safetensors"}}')
+    with pytest.raises(InvalidCheckpoint) as exc:
+        read_inventory(tmp_path)
+    assert exc.value.code is Code.DUPLICATE_KEY
+
+
+def test_header_names_not_in_the_weight_map_are_ignored(tmp_path: Path) -> None:
+    write_safetensors(tmp_path / "m.safetensors", {"a.weight": ("I8", (2, 2)), "b.weight": ("I8", (2, 2))})
+    write_json(tmp_path / "model.safetensors.index.json", {"weight_map": {"a.weight": "m.safetensors"}})
+    assert set(read_inventory(tmp_path).tensors) == {"a.weight"}
