@@ -27,7 +27,7 @@ from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts,
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes import linear_scheme_for
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import FormatFamily, LayerKind, Layout, MatrixLayer, SchemeId
+from quantspec.vocab import Backend, FormatFamily, LayerKind, Layout, MatrixLayer, SchemeId
 
 #: Float dtypes a float tensor is cast from (to the model dtype); other dtypes are kept.
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -85,6 +85,8 @@ class Builder:
         self.tick = tick
         self.out = Built()
         self._cache: dict[str, Tensor] = {}
+        #: Tensors are moved to the NPU before repacking, so the transforms run on the device.
+        self.device = torch.device("npu" if ops.backend is Backend.NPU else "cpu")
 
     # ------------------------------------------------------------------ driver
     def run(self) -> Built:
@@ -130,9 +132,10 @@ class Builder:
         return {t: self.reader.read(t) for layer in unit for t in layer.tensors if t in self.reader.files}
 
     def _get(self, name: str) -> Tensor:
-        """A tensor from the read-ahead cache, else from the reader."""
+        """A tensor from the read-ahead cache, else from the reader, on the backend's device."""
         t = self._cache.pop(name, None)
-        return t if t is not None else self.reader.read(name)
+        t = t if t is not None else self.reader.read(name)
+        return t if t.device == self.device else t.to(self.device)
 
     def _units(self) -> list[tuple[tuple[int, str], list[PlannedLayer]]]:
         """Layers grouped into build units (a MoE's w13 + w2 together), ordered by file."""
@@ -239,7 +242,7 @@ class Builder:
         claimed = {t for layer in self.layers for t in layer.tensors}
         for name in self.reader.files:
             if name not in claimed:
-                self.out.tensors[self.prefix + name] = self._cast(self.reader.read(name))
+                self.out.tensors[self.prefix + name] = self._cast(self._get(name))
 
     # ------------------------------------------------------------------ MoE
     def _moe(self, unit: list[PlannedLayer]) -> None:
@@ -261,7 +264,7 @@ class Builder:
         cls = moe_group_for(self.family, quant.scheme if quant else None)
         par = Parallel.COLUMN if group == "w13" else Parallel.ROW
         experts = list(layer.experts)
-        stacker = Stacker(len(experts))
+        stacker = Stacker(len(experts), device=self.device)
         fused = {p: self._get(f"{layer.module}.{p}") for p in layer.shards
                  if f"{layer.module}.{p}" in self.reader.files}
         fused.update({p: self._get(f"{layer.module}.{p}.weight") for p in layer.shards

@@ -38,8 +38,9 @@ GroupName = Literal["w13", "w2"]
 class Stacker:
     """Writes per-expert tensors into ``[E, ...]`` buffers allocated on the first expert."""
 
-    def __init__(self, experts: int) -> None:
+    def __init__(self, experts: int, device: torch.device | None = None) -> None:
         self.experts = experts
+        self.device = device or torch.device("cpu")
         self.out: dict[str, Tensor] = {}
 
     def put(self, e: int, tensors: Mapping[str, Tensor | None]) -> None:
@@ -49,7 +50,7 @@ class Stacker:
                 continue
             buf = self.out.get(key)
             if buf is None:
-                buf = self.out[key] = torch.empty((self.experts, *t.shape), dtype=t.dtype)
+                buf = self.out[key] = torch.empty((self.experts, *t.shape), dtype=t.dtype, device=self.device)
             if tuple(buf.shape[1:]) != tuple(t.shape) or buf.dtype != t.dtype:
                 raise InvalidInput(reason(
                     Code.TENSOR_SHAPE, f"expert {e}: {key} is {t.dtype} {tuple(t.shape)}, expert 0 has "
