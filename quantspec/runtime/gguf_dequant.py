@@ -187,12 +187,20 @@ def _lut(values: tuple[int, ...] | list[int]) -> Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
+def _e2m1_doubled(code: Tensor) -> Tensor:
+    """gguf-py's doubled E2M1 table ``[0, 1, 2, 3, 4, 6, 8, 12, 0, -1, ..., -12]`` computed
+    arithmetically (int, so code 8 gives +0 as the table does); fuses under torch.compile."""
+    c = code.to(torch.int32)
+    m = c & 7
+    mag = torch.where(m < 4, m, (2 + (m & 1)) << ((m >> 1) - 1))
+    return torch.where((c & 8) != 0, -mag, mag).to(torch.float32)
+
+
 def _mxfp4(b: Tensor) -> Tensor:
     e = b[:, :1].to(torch.int32)
     bits = torch.where(e < 2, 0x00200000 << e, (e - 1) << 23)
     d = bits.view(torch.float32)
-    q = _lut(gq.MXFP4.kvalues)[_nibbles_halves(b[:, 1:]).to(torch.int64)]
-    return d * q
+    return d * _e2m1_doubled(_nibbles_halves(b[:, 1:]))
 
 
 def _nvfp4(b: Tensor) -> Tensor:
@@ -203,8 +211,8 @@ def _nvfp4(b: Tensor) -> Tensor:
     raw = torch.where(exp == 0, man * 2**-9, (1.0 + man / 8.0) * torch.exp2(exp.to(torch.float32) - 7))
     d = torch.where((x == 0) | (x == 0x7F), torch.zeros_like(raw), raw * 0.5).reshape(nb, 4, 1)
     qs = b[:, 4:].reshape(nb, 4, 8)
-    vals = torch.cat([qs & 0x0F, qs >> 4], dim=-1).to(torch.int64)
-    return (d * _lut(gq.NVFP4.kvalues)[vals]).reshape(nb, 64)
+    vals = torch.cat([qs & 0x0F, qs >> 4], dim=-1)
+    return (d * _e2m1_doubled(vals)).reshape(nb, 64)
 
 
 def _iq4_nl(b: Tensor) -> Tensor:

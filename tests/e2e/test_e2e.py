@@ -23,7 +23,7 @@ from quantspec.runtime.testing.metrics import (
     max_rel_diff,
     swiglu_reference,
 )
-from quantspec.runtime.testing.models import expert_names
+from quantspec.runtime.testing.models import TinyArch, expert_names
 from quantspec.vocab import MatrixLayer, NpuGen, Status
 from tests.e2e.conftest import Session
 
@@ -166,6 +166,26 @@ def test_effective_weights_within_half_a_step(session: Session, case: Case) -> N
     for module, w_eff, w in targets:
         err = max_rel_diff(w_eff, w)
         assert err <= case.bound.weight_err, f"{case.id}: {module} max|W_eff - W|/max|W| = {err:.5f}"
+
+
+MOE_CASES = [c for c in CASES if c.arch is not TinyArch.LLAMA]
+
+
+@pytest.mark.parametrize("case", loaded_params(MOE_CASES))
+def test_expert_outputs_close_to_float_experts(session: Session, case: Case) -> None:
+    loaded = session.loaded(case)
+    ref = session.float_ref(case.arch, case.dtype)
+    container, gate, up, down = expert_names(case.arch)
+    gen = torch.Generator().manual_seed(11)
+    experts = {n: m for n, m in loaded.qmodel.modules.items() if n.endswith(container)}
+    assert experts, f"{case.id}: no experts module"
+    for name, mod in experts.items():
+        x = torch.randn(16, ref.state[f"{name}.0.{gate}.weight"].size(1), generator=gen).to(case.dtype)
+        for e in range(getattr(mod, "num_experts", 0)):
+            want = swiglu_reference(x, *(ref.state[f"{name}.{e}.{p}.weight"] for p in (gate, up, down)))
+            got = expert_output(mod, x, e)
+            err = float((got - want).norm() / want.norm())
+            assert err <= case.bound.expert_err, f"{case.id}: {name} expert {e}: relative error {err:.4f}"
 
 
 REFERENCED = [c for c in CASES if c.producer in ("compressed-tensors library", GGUF)]

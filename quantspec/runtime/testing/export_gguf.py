@@ -3,10 +3,11 @@ and llama-quantize lay them out.
 
 Tensor names come from gguf-py's ``TensorNameMap`` for the architecture (``llama`` for the dense
 model, ``qwen3moe`` for Qwen3-MoE); Llama ``q_proj``/``k_proj`` are RoPE-permuted like
-``LlamaModel.permute`` (convert_hf_to_gguf's Qwen2/Qwen3 classes write them unpermuted); MoE experts are stacked into ``blk.N.ffn_{gate,up,down}_exps``
-``[E, N, K]``. Norms and the router (``ffn_gate_inp``) stay F32 as llama-quantize leaves them.
-gguf-py can quantize Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 and F16 but not the K-quants (those are
-dequantize-only in Python), so the end-to-end cases use the legacy block types.
+``LlamaModel.permute`` (convert_hf_to_gguf's Qwen2/Qwen3 classes write them unpermuted); MoE
+experts are stacked into ``blk.N.ffn_{gate,up,down}_exps`` ``[E, N, K]``. Norms and the router
+(``ffn_gate_inp``) stay F32 as llama-quantize leaves them. gguf-py can quantize Q4_0, Q4_1, Q5_0,
+Q5_1, Q8_0, BF16 and F16 but not the K-quants (those are dequantize-only in Python), so the
+end-to-end cases use the legacy block types.
 
 A ``config.json`` without ``quantization_config`` is written next to the ``.gguf`` file (as
 ``--hf-config-path`` supplies it to engines) so the model skeleton can be built from it.
