@@ -205,3 +205,20 @@ def test_gguf_stacked_experts_need_gate_and_up(tmp_path: Path) -> None:
     assert w13.kind.value == "moe_w13" and w13.experts == (0, 1)
     assert w13.reasons[0].message == ("model.layers.0.mlp.experts has no stacked up_proj tensor for w13 "
                                       "(found gate_proj)")
+
+
+def test_mixtral_block_sparse_moe_naming() -> None:
+    t: Tensors = {}
+    for e in range(2):
+        for proj, n, k in (("w1", 32, 64), ("w3", 32, 64), ("w2", 64, 32)):
+            t.update(ms_linear(f"model.layers.0.block_sparse_moe.experts.{e}.{proj}", "W8A8_DYNAMIC", n, k))
+    t.update(ms_linear("model.layers.0.block_sparse_moe.gate", "FLOAT", 2, 64, dtype="float16"))
+    from quantspec.formats.modelslim import read
+
+    labels = {n: "FLOAT" if ".gate." in n else "W8A8_DYNAMIC" for n in t}
+    layers = _plan(read(labels, file="d.json", source="d.json"), t, config={"num_local_experts": 2})
+    kinds = {(lay.name, lay.kind.value): lay for lay in layers}
+    w13 = kinds[("model.layers.0.block_sparse_moe.experts", "moe_w13")]
+    w2 = kinds[("model.layers.0.block_sparse_moe.experts", "moe_w2")]
+    assert w13.shards == ("w1", "w3") and w2.shards == ("w2",) and (w13.n, w13.k) == (64, 64)
+    assert kinds[("model.layers.0.block_sparse_moe.gate", "router")].status is LayerStatus.ACCEPTED
