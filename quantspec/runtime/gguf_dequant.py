@@ -100,13 +100,25 @@ def _q8_0(b: Tensor) -> Tensor:
     return _i8(b[:, 2:]).to(torch.float32) * _f16(b[:, :2])
 
 
+def _crumbs(qs: Tensor) -> Tensor:
+    """2-bit fields of 32-byte groups: element ``128h + 32t + l`` is ``(qs[32h + l] >> 2t) & 3``.
+
+    Written as concatenated slices (not broadcast shifts plus reshapes) so inductor fuses it.
+    """
+    parts = []
+    for h in range(qs.size(1) // 32):
+        g = qs[:, 32 * h : 32 * h + 32]
+        parts.extend((g >> s) & 3 for s in (0, 2, 4, 6))
+    return torch.cat(parts, dim=-1)
+
+
 def _q2_k(b: Tensor) -> Tensor:
     nb = b.size(0)
     scales, qs = b[:, :16], b[:, 16:80]
     d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
     dl = (d * (scales & 0xF).to(torch.float32)).reshape(nb, 16, 1)
     ml = (dmin * (scales >> 4).to(torch.float32)).reshape(nb, 16, 1)
-    q = (_shift(qs.reshape(nb, 2, 32), [0, 2, 4, 6], 2) & 3).reshape(nb, 16, 16).to(torch.float32)
+    q = _crumbs(qs).reshape(nb, 16, 16).to(torch.float32)
     return (dl * q - ml).reshape(nb, QK_K)
 
 
@@ -114,13 +126,14 @@ def _q3_k(b: Tensor) -> Tensor:
     nb = b.size(0)
     hmask, qs, scales = b[:, :32], b[:, 32:96], b[:, 96:108]
     d = _f16(b[:, 108:110])
-    lsc = _shift(scales[:, :8], [0, 4], 1).reshape(nb, 16)
-    hsc = _shift(scales[:, 8:12], [0, 2, 4, 6], 1).reshape(nb, 16)
-    sc = ((lsc & 0x0F) | ((hsc & 0x03) << 4)).to(torch.float32) - 32
+    lsc = torch.cat([scales[:, :8] & 0x0F, scales[:, :8] >> 4], dim=-1)
+    hsc = torch.cat([(scales[:, 8:12] >> s) & 0x03 for s in (0, 2, 4, 6)], dim=-1)
+    sc = (lsc | (hsc << 4)).to(torch.float32) - 32
     dl = (d * sc).reshape(nb, 16, 1)
-    ql = (_shift(qs.reshape(nb, 2, 32), [0, 2, 4, 6], 2).reshape(nb, 16, 16) & 3).to(torch.int32)
-    qh = (_shift(hmask.reshape(nb, 1, 32), list(range(8)), 2).reshape(nb, 16, 16) & 1).to(torch.int32)
-    q = (ql - ((qh ^ 1) << 2)).to(torch.float32)
+    ql = _crumbs(qs).to(torch.int32)
+    # The high bit of element 32t + l is bit t of hmask[l]; a clear bit subtracts 4.
+    qh = torch.cat([(hmask >> t) & 1 for t in range(8)], dim=-1).to(torch.int32)
+    q = (ql - ((qh ^ 1) << 2)).to(torch.float32).reshape(nb, 16, 16)
     return (dl * q).reshape(nb, QK_K)
 
 
@@ -159,9 +172,14 @@ def _q6_k(b: Tensor) -> Tensor:
     ql, qh = b[:, :128], b[:, 128:192]
     scales = _i8(b[:, 192:208]).to(torch.float32)
     d = (_f16(b[:, 208:210]) * scales).reshape(nb, 16, 1)
-    lo = (_shift(ql.reshape(nb, 2, 64), [0, 4], 2) & 0x0F).reshape(nb, 8, 32)
-    hi = (_shift(qh.reshape(nb, 2, 32), [0, 2, 4, 6], 2) & 0x03).reshape(nb, 8, 32)
-    q = ((lo | (hi << 4)).to(torch.float32) - 32).reshape(nb, 16, 16)
+    halves = []
+    for h in range(2):
+        # Half h: low nibbles of ql[64h:64h+64], then high nibbles; 2-bit fields of qh[32h:32h+32].
+        qlh, qhh = ql[:, 64 * h : 64 * h + 64], qh[:, 32 * h : 32 * h + 32]
+        lo = torch.cat([qlh & 0x0F, qlh >> 4], dim=-1)
+        hi = torch.cat([(qhh >> s) & 0x03 for s in (0, 2, 4, 6)], dim=-1)
+        halves.append(lo | (hi << 4))
+    q = (torch.cat(halves, dim=-1).to(torch.float32) - 32).reshape(nb, 16, 16)
     return (d * q).reshape(nb, QK_K)
 
 
@@ -417,7 +435,8 @@ def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
     tables = _tables(qtype)
     if compile and qtype not in _COMPILE_BROKEN:
         if qtype not in _COMPILED:
-            _COMPILED[qtype] = torch.compile(_KERNELS[qtype], dynamic=True)
+            # Every table index is a masked bit field, so inductor's bounds asserts are dead weight.
+            _COMPILED[qtype] = torch.compile(_KERNELS[qtype], dynamic=True, options={"assert_indirect_indexing": False})
         try:
             return _COMPILED[qtype](blocks, *tables)
         except Exception as exc:  # no C++ compiler, unsupported platform...: the eager kernel is exact too
