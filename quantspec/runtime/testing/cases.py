@@ -11,7 +11,7 @@ docs/e2e.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from quantspec.runtime.testing.export import (
     export_modelslim,
     write_float,
 )
-from quantspec.runtime.testing.export_ct import CTRecipe, export_compressed_tensors
+from quantspec.runtime.testing.export_ct import CTRecipe, awq_dequantized, export_compressed_tensors
 from quantspec.runtime.testing.export_gguf import QT, export_gguf
 from quantspec.runtime.testing.models import TinyArch
 from quantspec.runtime.writers import AutoRoundPacking
@@ -103,6 +103,8 @@ class Case:
     allow_untested: bool = False
     #: ``quantization=`` of ``load_quantized`` (online MXFP8).
     quantization: str | None = None
+    #: Who decompresses the written folder independently of quantspec (``Exported.reference``).
+    reference_by: str | None = None
     #: Identity-probe the quantized linears (activation quantization is exact on one-hot rows,
     #: except static per-tensor activations whose range does not cover 1.0).
     probe: bool = True
@@ -110,6 +112,16 @@ class Case:
 
 def _ms(linear: str | None, moe: str | None = None) -> Exporter:
     return lambda m, a, p: export_modelslim(m, a, p, linear=linear, moe=moe)
+
+
+def _with_awq_reference(export: Exporter) -> Exporter:
+    """An AWQ-layout exporter whose folder is also decoded by compressed-tensors' AutoAWQConverter."""
+
+    def run(m: PreTrainedModel, a: TinyArch, p: Path) -> Exported:
+        exp = export(m, a, p)
+        return replace(exp, reference=awq_dequantized(exp.path))
+
+    return run
 
 
 def _ct(recipe: CTRecipe) -> Exporter:
@@ -127,6 +139,7 @@ def _ar(packing: AutoRoundPacking, bits: int = 4, group_size: int = 128) -> Expo
 L, Q = TinyArch.LLAMA, TinyArch.QWEN3_MOE
 MS, AWQ, GPTQ, AR, CT, GG, MXO = "modelslim", "awq", "gptq", "auto_round", "compressed_tensors", "gguf", "mxfp8_online"
 PW = "quantspec writers"
+AWQ_REF = "compressed-tensors AutoAWQConverter"
 CTL = "compressed-tensors library"
 GGL = "gguf-py"
 
@@ -148,14 +161,14 @@ CASES: tuple[Case, ...] = (
     Case("ms_w8a8_mxfp8_qwen3moe", ((MS, "w8a8_mxfp8", "linear"), (MS, "w8a8_mxfp8", "moe")), Q, PW,
          _ms("W8A8_MXFP8", "W8A8_MXFP8"), MX8, target="a5", allow_untested=True),
     # ---------------------------------------------------------------- AWQ (project writers)
-    Case("awq_w4a16_llama", ((AWQ, "w4a16", "linear"),), L, PW, export_awq, W4_ONLY,
-         dtype=torch.float16),
+    Case("awq_w4a16_llama", ((AWQ, "w4a16", "linear"),), L, PW, _with_awq_reference(export_awq), W4_ONLY,
+         dtype=torch.float16, reference_by=AWQ_REF),
     Case("awq_w8a16_llama", ((AWQ, "w8a16", "linear"),), L, PW, lambda m, a, p: export_awq(m, a, p, bits=8),
          W8_ONLY, dtype=torch.float16),
     Case("awq_w4a16_qwen3moe", ((AWQ, "w4a16", "linear"), (AWQ, "w4a16", "moe")), Q, PW,
-         export_awq, W4_ONLY, dtype=torch.float16),
+         _with_awq_reference(export_awq), W4_ONLY, dtype=torch.float16, reference_by=AWQ_REF),
     Case("awq_w4a16_mixtral", ((AWQ, "w4a16", "linear"), (AWQ, "w4a16", "moe")), TinyArch.MIXTRAL, PW,
-         export_awq, W4_ONLY, dtype=torch.float16),
+         _with_awq_reference(export_awq), W4_ONLY, dtype=torch.float16, reference_by=AWQ_REF),
     # ---------------------------------------------------------------- GPTQ (project writers)
     Case("gptq_v1_w4a16_llama", ((GPTQ, "w4a16", "linear"),), L, PW, export_gptq,
          W4_ONLY, dtype=torch.float16),
@@ -171,27 +184,31 @@ CASES: tuple[Case, ...] = (
          lambda m, a, p: export_gptq(m, a, p, desc_act=True), W4_ONLY, dtype=torch.float16),
     # ---------------------------------------------------------------- auto-round (project writers)
     Case("ar_gptq_w4a16_llama", ((AR, "w4a16", "linear"),), L, PW, _ar(AutoRoundPacking.AUTO_GPTQ), W4_ONLY),
-    Case("ar_awq_w4a16_llama", ((AR, "w4a16", "linear"),), L, PW, _ar(AutoRoundPacking.AUTO_AWQ), W4_ONLY),
+    Case("ar_awq_w4a16_llama", ((AR, "w4a16", "linear"),), L, PW, _with_awq_reference(_ar(AutoRoundPacking.AUTO_AWQ)),
+         W4_ONLY, reference_by=AWQ_REF),
     Case("ar_gptq_w8a16_llama", ((AR, "w8a16", "linear"),), L, PW, _ar(AutoRoundPacking.AUTO_GPTQ, 8), W8_ONLY),
     Case("ar_gptq_w4a16_qwen3moe", ((AR, "w4a16", "linear"), (AR, "w4a16", "moe")), Q, PW,
          _ar(AutoRoundPacking.AUTO_GPTQ), W4_ONLY),
     Case("ar_awq_w4a16_qwen3moe", ((AR, "w4a16", "linear"), (AR, "w4a16", "moe")), Q, PW,
-         _ar(AutoRoundPacking.AUTO_AWQ), W4_ONLY),
+         _with_awq_reference(_ar(AutoRoundPacking.AUTO_AWQ)), W4_ONLY, reference_by=AWQ_REF),
     Case("ar_gptqmodel_w8a16_qwen3moe", ((AR, "w8a16", "linear"), (AR, "w8a16", "moe")), Q, PW,
          _ar(AutoRoundPacking.GPTQMODEL, 8, -1), W8_ONLY),
     # ---------------------------------------------------------------- compressed-tensors (library)
-    Case("ct_w8a8_dynamic_llama", ((CT, "w8a8_dynamic", "linear"),), L, CTL, _ct(CTRecipe.W8A8), W8A8),
+    Case("ct_w8a8_dynamic_llama", ((CT, "w8a8_dynamic", "linear"),), L, CTL, _ct(CTRecipe.W8A8), W8A8,
+         reference_by=CTL),
     Case("ct_w8a8_dynamic_qwen3moe", ((CT, "w8a8_dynamic", "linear"), (CT, "w8a8_dynamic", "moe")), Q, CTL,
-         _ct(CTRecipe.W8A8), W8A8),
-    Case("ct_w4a16_qwen3moe", ((CT, "w4a16", "moe"),), Q, CTL, _ct(CTRecipe.W4A16_EXPERTS), W4_ONLY),
+         _ct(CTRecipe.W8A8), W8A8, reference_by=CTL),
+    Case("ct_w4a16_qwen3moe", ((CT, "w4a16", "moe"),), Q, CTL, _ct(CTRecipe.W4A16_EXPERTS), W4_ONLY, reference_by=CTL),
     Case("ct_w4a8_dynamic_qwen3moe", ((CT, "w8a8_dynamic", "linear"), (CT, "w4a8_dynamic", "moe")), Q, CTL,
-         _ct(CTRecipe.W4A8_MOE), W4A8),
+         _ct(CTRecipe.W4A8_MOE), W4A8, reference_by=CTL),
     # ---------------------------------------------------------------- GGUF (gguf-py)
-    Case("gguf_q8_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q8_0), W8_ONLY),
-    Case("gguf_q4_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_0), Q4_0),
-    Case("gguf_q5_1_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q5_1), W5_ONLY),
-    Case("gguf_q4_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q4_0), Q4_0),
-    Case("gguf_q8_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q8_0), W8_ONLY),
+    Case("gguf_q8_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q8_0), W8_ONLY, reference_by=GGL),
+    Case("gguf_q4_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_0), Q4_0, reference_by=GGL),
+    Case("gguf_q5_1_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q5_1), W5_ONLY, reference_by=GGL),
+    Case("gguf_q4_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q4_0), Q4_0,
+         reference_by=GGL),
+    Case("gguf_q8_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q8_0), W8_ONLY,
+         reference_by=GGL),
     # ---------------------------------------------------------------- online MXFP8 (float checkpoint)
     Case("online_mxfp8_llama", ((MXO, "w8a8_mxfp8", "linear"),), L, "transformers (float)",
          write_float, MX8, target="a5", allow_untested=True, quantization="mxfp8"),

@@ -10,7 +10,8 @@ and serialises ``quantization_config`` with ``ModelCompressor.update_config``. T
 names, dtypes and layouts are therefore the library's, not ours.
 
 The producer's own decompression of the written folder is
-:func:`ct_dequantized` (the library's model-free ``CompressedTensorsDequantizer``).
+:func:`ct_dequantized` (the library's model-free ``CompressedTensorsDequantizer``);
+:func:`awq_dequantized` is the library's independent reading of AWQ GEMM folders.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from compressed_tensors.compressors import ModelCompressor  # type: ignore[import-untyped]
+from compressed_tensors.compressors import BaseCompressor, ModelCompressor  # type: ignore[import-untyped]
+from compressed_tensors.entrypoints.convert.converters.autoawq import (  # type: ignore[import-untyped]
+    AutoAWQConverter,
+)
 from compressed_tensors.entrypoints.convert.converters.ct_dequantizer import (  # type: ignore[import-untyped]
     CompressedTensorsDequantizer,
 )
@@ -160,3 +164,25 @@ def ct_dequantized(folder: Path) -> dict[str, Tensor]:
     dequantizer = CompressedTensorsDequantizer(str(folder), dtype=torch.float32)
     out: dict[str, Any] = dequantizer.process(mine)
     return {m: out[f"{m}.weight"].to(torch.float32) for m in sorted(packed)}
+
+
+def awq_dequantized(folder: Path, *, bits: int = 4, group_size: int = 128) -> dict[str, Tensor]:
+    """An AWQ GEMM folder's weights as compressed-tensors reads them (module -> float32 ``[N, K]``).
+
+    The library's ``AutoAWQConverter`` unpacks AutoAWQ's interleaved words and true zeros into its
+    own signed pack-quantized layout, which its compressor then decompresses: a reading of the
+    AWQ layout that shares no code with quantspec's writers or loader. 4-bit only (the converter's
+    limit).
+    """
+    tensors = load_file(str(folder / "model.safetensors"))
+    converter = AutoAWQConverter(bits=bits, group_size=group_size, zero_point=True, ignore=())
+    modules = sorted(n.removesuffix(".qweight") for n in tensors if n.endswith(".qweight"))
+    converted = converter.process(dict(tensors))
+    scheme = converter.update_config(None).config_groups["config_group_0"]
+    compressor = BaseCompressor.get_value_from_registry(scheme.format)
+    out: dict[str, Tensor] = {}
+    for m in modules:
+        keys = ("weight_packed", "weight_scale", "weight_shape", "weight_zero_point")
+        local = {k: converted[f"{m}.{k}"] for k in keys}
+        out[m] = compressor.decompress(local, scheme)["weight"].to(torch.float32)
+    return out
