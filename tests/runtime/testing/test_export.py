@@ -18,7 +18,7 @@ from quantspec.cli.main import main as cli_main
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.testing.cases import CASES, Case
 from quantspec.runtime.testing.export import Exported, export_auto_round, export_awq, export_gptq, export_modelslim
-from quantspec.runtime.testing.export_ct import CTRecipe, ct_dequantized, export_compressed_tensors
+from quantspec.runtime.testing.export_ct import CTRecipe, awq_dequantized, ct_dequantized, export_compressed_tensors
 from quantspec.runtime.testing.export_gguf import QT, export_gguf, permute_qk, unpermute_qk
 from quantspec.runtime.testing.metrics import max_rel_diff
 from quantspec.runtime.testing.models import TinyArch, build_float_model, checkpoint_state_dict
@@ -93,6 +93,19 @@ def test_awq_gemm_layout_and_config(tmp_path: Path) -> None:
     assert t[pre + "qweight"].shape == (256, 256 // 8) and t[pre + "qweight"].dtype == torch.int32
     assert t[pre + "scales"].shape == (2, 256) and t[pre + "scales"].dtype == torch.float16
     assert "model.layers.0.block_sparse_moe.gate.weight" in t
+
+
+def test_awq_folders_decode_with_compressed_tensors_autoawq_converter(tmp_path: Path) -> None:
+    # an independent reading of the AWQ GEMM layout: within half a step (absmax/15 + fp16 scale)
+    model = _model(TinyArch.LLAMA, torch.float16)
+    state = checkpoint_state_dict(model, TinyArch.LLAMA)
+    export_awq(model, TinyArch.LLAMA, tmp_path / "awq")
+    export_auto_round(model, TinyArch.LLAMA, tmp_path / "ar", packing=AutoRoundPacking.AUTO_AWQ)
+    for folder in ("awq", "ar"):
+        ref = awq_dequantized(tmp_path / folder)
+        assert len(ref) == 14
+        for module, w in ref.items():
+            assert max_rel_diff(w, state[f"{module}.weight"]) <= 1 / 15 + 2**-8, (folder, module)
 
 
 def test_gptq_v1_sym_zeros_and_act_order_g_idx(tmp_path: Path) -> None:
