@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 _CHILD = r"""
@@ -67,7 +66,7 @@ print(json.dumps({"seconds": dt, "base_kib": base, "peak_kib": status("VmHWM:"),
 """
 
 
-def write_checkpoint(out: Path, layers: int, hidden: int, inter: int, vocab: int = 8192, shards: int = 4) -> int:
+def write_checkpoint(out: Path, layers: int, hidden: int, inter: int, *, vocab: int = 8192, shards: int = 4) -> int:
     """A ModelSlim W8A8_DYNAMIC Llama-shaped checkpoint; returns its size in bytes."""
     import torch
     from safetensors.torch import save_file

@@ -10,8 +10,8 @@ has been built, so a failure leaves nothing half-loaded behind.
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -304,4 +304,4 @@ def accepted_layers(plan: Plan, component: str | None) -> list[PlannedLayer]:
     return [layer for layer in plan.layers if layer.component == component and layer.status is LayerStatus.ACCEPTED]
 
 
-__all__ = ["Built", "Builder", "Layout", "accepted_layers"]
+__all__ = ["Builder", "Built", "Layout", "accepted_layers"]

@@ -58,7 +58,7 @@ def _alternates(arch: str | None, n_blocks: int, chosen: dict[str, str]) -> dict
     out: dict[str, str] = {}
     for hf, (_t, gname) in gguf.get_tensor_name_map(key, n_blocks).mapping.items():
         loaded = chosen.get(gname)
-        if loaded is not None and hf != loaded and hf != gname:
+        if loaded is not None and hf not in (loaded, gname):
             out[hf] = loaded
     return out
 

@@ -20,6 +20,7 @@ Anything the checkpoint does not provide raises :class:`~quantspec.errors.Invali
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +30,8 @@ from quantspec.plan.discover import naming
 from quantspec.plan.model import Plan
 from quantspec.runtime.loader.tp import Parallel, TensorParallel
 from quantspec.runtime.ops.base import Ops
+
+M = TypeVar("M", bound=nn.Module)
 
 #: Checkpoint module-name spellings -> the transformers v5 module names (data, not code).
 ALIASES: tuple[tuple[str, str], ...] = ((".block_sparse_moe.", ".mlp."),)
@@ -105,7 +108,7 @@ class QuantizedModel:
                 f"target={self.plan.target.value}, tp={self.tp.rank}/{self.tp.size})")
 
     # ------------------------------------------------------------------ install
-    def install(self, model: nn.Module, *, component: str | None = None) -> nn.Module:
+    def install(self, model: M, *, component: str | None = None) -> M:
         """Swap the executable modules into ``model`` and fill its float weights (see module docstring).
 
         ``component`` selects a Diffusers component (``transformer``) of a pipeline load.
@@ -121,9 +124,9 @@ class QuantizedModel:
         for alt, loaded in self.aliases.items():
             if not alt.startswith(pre):
                 continue
-            alt, loaded = to_model_name(alt[len(pre):]), to_model_name(loaded[len(pre):])
-            for name in [n for n in tensors if n.startswith(loaded + ".")]:
-                tensors.setdefault(alt + name[len(loaded):], tensors[name])
+            alt_name, loaded_name = to_model_name(alt[len(pre):]), to_model_name(loaded[len(pre):])
+            for name in [n for n in tensors if n.startswith(loaded_name + ".")]:
+                tensors.setdefault(alt_name + name[len(loaded_name):], tensors[name])
         self._swap(model, modules)
         self._fill(model, tensors)
         self._rebuild_meta_buffers(model)

@@ -143,7 +143,8 @@ def shard_tensors(
             raise _tp_error(layer, f"{layer}: K/tp = {k_loc} is not a multiple of the group size {full_env['G']}")
     split_syms = {"N"} if par is Parallel.COLUMN else {"K", "ng"}
     out: dict[str, Tensor] = {}
-    for suffix, t in tensors.items():
+    for suffix, stored in tensors.items():
+        t = stored
         rule = SPECIAL.get(suffix) if par is Parallel.ROW else None
         if rule == "rank0_on_row":
             if tp.rank == 0:

@@ -76,7 +76,8 @@ def grouped_quant_matmul(
     e = wt.size(0)
     pts = per_token_scale[0]
     if mode == "mx":
-        return _mx(xt, wt, bounds, scale[0], pts, bias, out_dtype, scale_dtype, per_token_scale_dtype)
+        return _mx(xt, wt, bounds, scale[0], pts, bias=bias, out_dtype=out_dtype, scale_dtype=scale_dtype,
+                   pts_dtype=per_token_scale_dtype)
     check_dtype(_GMM, "per_token_scale", pts, (torch.float32,))
     w = _int4(wt).to(torch.float64)  # [E, K, N]
     a = _int4(xt) if mode == "a4w4" else xt
@@ -113,7 +114,7 @@ def grouped_quant_matmul(
 
 
 def _mx(
-    xt: Tensor, wt: Tensor, bounds: list[tuple[int, int]], scale: Tensor, pts: Tensor,
+    xt: Tensor, wt: Tensor, bounds: list[tuple[int, int]], scale: Tensor, pts: Tensor, *,
     bias: Sequence[Tensor] | None, out_dtype: torch.dtype, scale_dtype: DtypeArg, pts_dtype: DtypeArg,
 ) -> Tensor:
     require(scale_dtype == NpuDtype.FLOAT8_E8M0FNU and pts_dtype == NpuDtype.FLOAT8_E8M0FNU, _GMM, "scale_dtype",

@@ -89,7 +89,8 @@ def write_float(out: Path, arch: TinyArch, *, seed: int = 0) -> PreTrainedModel:
 def meta_model(model: PreTrainedModel) -> PreTrainedModel:
     """An empty model of the same architecture on the meta device."""
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(model.config)
+        empty: PreTrainedModel = AutoModelForCausalLM.from_config(model.config)  # type: ignore[no-untyped-call]
+    return empty
 
 
 @torch.no_grad()

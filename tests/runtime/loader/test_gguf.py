@@ -8,6 +8,7 @@ import torch
 
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe import QuantizedExperts
+from quantspec.runtime.moe.groups import FloatExperts
 from quantspec.runtime.testing.export_gguf import QT, export_gguf
 from quantspec.runtime.testing.models import TinyArch, build_float_model, logits, token_batch
 from tests.runtime.loader.ckpt import meta_model
@@ -34,6 +35,7 @@ def test_gguf_moe_experts_dequantized(tmp_path: Path) -> None:
     qm = load_quantized(tmp_path, "cpu", progress=False)
     experts = qm.modules["model.layers.0.mlp.experts"]
     assert isinstance(experts, QuantizedExperts)
+    assert isinstance(experts.w13, FloatExperts)
     w13 = experts.w13.weight  # [E, K, 2I]
     gate = exported.reference["model.layers.0.mlp.experts.1.gate_proj"].to(torch.bfloat16)
     assert torch.equal(w13[1, :, : gate.size(0)], gate.t())

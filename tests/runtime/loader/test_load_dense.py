@@ -12,6 +12,7 @@ import quantspec
 from quantspec.errors import BackendUnavailable, InvalidInput, PlanRejected
 from quantspec.runtime.loader import ConcatLinear, QuantizedModel, load_quantized
 from quantspec.runtime.moe import QuantizedExperts
+from quantspec.runtime.moe.groups import WeightOnlyExperts
 from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic
 from quantspec.runtime.schemes.weight_only import WeightOnlyLinear
 from quantspec.runtime.testing.models import TinyArch, logits, token_batch
@@ -89,6 +90,8 @@ def test_gptq_moe_weight_only(tmp_path: Path) -> None:
     qm = load_quantized(tmp_path, "cpu", progress=False)
     assert isinstance(qm.modules["model.layers.0.self_attn.o_proj"], WeightOnlyLinear)
     experts = qm.modules["model.layers.0.mlp.experts"]
+    assert isinstance(experts, QuantizedExperts)
+    assert isinstance(experts.w13, WeightOnlyExperts)
     assert experts.w13.weight.dtype == torch.int32 and experts.w13.weight.shape == (4, 256, 64)  # int4x8
     assert experts.w13.antiquant_scale.shape == (4, 2, 512)  # [E, G, N]
     fake = fake_quant_reference(qm, ref)
@@ -107,7 +110,8 @@ def test_install_fused_model_module(tmp_path: Path) -> None:
     attn.qkv_proj = torch.nn.Linear(256, 512)
     model = torch.nn.Module()
     model.add_module("self_attn", attn)
-    qm._swap(model, {f"self_attn.{p}": qm.modules[f"model.layers.0.self_attn.{p}"] for p in ("q_proj", "k_proj", "v_proj")})
+    shards = ("q_proj", "k_proj", "v_proj")
+    qm._swap(model, {f"self_attn.{p}": qm.modules[f"model.layers.0.self_attn.{p}"] for p in shards})
     fused = model.get_submodule("self_attn.qkv_proj")
     assert isinstance(fused, ConcatLinear)
     x = torch.randn(3, 256).to(torch.bfloat16)

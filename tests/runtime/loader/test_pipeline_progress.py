@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from safetensors.torch import save_file
 from quantspec.errors import PlanRejected
 from quantspec.runtime import writers as W
 from quantspec.runtime.loader import load_quantized
-from quantspec.runtime.loader import progress as progress_mod
 from quantspec.runtime.moe.groups_mx import OnlineMxFp8Experts
 from quantspec.runtime.schemes.mxfp8 import OnlineMxFp8
 from quantspec.runtime.testing.models import TinyArch, logits, token_batch
@@ -82,13 +82,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.Mon
             return True
 
     err = Tty()
-    monkeypatch.setattr(progress_mod.sys, "stderr", err)
+    monkeypatch.setattr(sys, "stderr", err)
     load_quantized(tmp_path, "cpu", progress=True)
     assert "tensor" in err.getvalue()  # tqdm drew a bar of tensors
     err.truncate(0)
     load_quantized(tmp_path, "cpu", progress=False)
     assert err.getvalue() == ""
     plain = io.StringIO()
-    monkeypatch.setattr(progress_mod.sys, "stderr", plain)
+    monkeypatch.setattr(sys, "stderr", plain)
     load_quantized(tmp_path, "cpu", progress=True)  # not a terminal: silent
     assert plain.getvalue() == ""

@@ -109,8 +109,9 @@ def test_split_derived_from_contract_names_the_layer() -> None:
     from quantspec.description import QuantSpec, WeightQuant
     from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatrixLayer, SchemeId, ZeroPoint
 
-    quant = QuantSpec(scheme=SchemeId.W4A16, label="gptq", weight=WeightQuant(
-        element=ElementType.INT4, bits=4, granularity=Granularity.CHANNEL, layout=Layout.GPTQ, zero_point=ZeroPoint.NONE))
+    weight = WeightQuant(element=ElementType.INT4, bits=4, granularity=Granularity.CHANNEL, layout=Layout.GPTQ,
+                         zero_point=ZeroPoint.NONE)
+    quant = QuantSpec(scheme=SchemeId.W4A16, label="gptq", weight=weight)
     spec = lookup_spec(FormatFamily.GPTQ, SchemeId.W4A16, MatrixLayer.LINEAR, Layout.GPTQ)
     tensors = W.gptq(torch.randn(16, 24), bits=4, group_size=-1)
     ok = shard_tensors(tensors, layer="l.o_proj", spec=spec, quant=quant, n=16, k=24, par=Parallel.COLUMN,

@@ -11,17 +11,17 @@ from torch import Tensor
 from quantspec.description import ActQuant, QuantSpec, WeightQuant
 from quantspec.runtime import numerics as nm
 from quantspec.runtime import writers as W
-from quantspec.runtime.moe import QuantizedExperts, Stacker, moe_group_for, registered_moe
+from quantspec.runtime.moe import GroupName, QuantizedExperts, Stacker, moe_group_for, registered_moe
 from quantspec.runtime.ops import get_ops
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, SchemeId, ZeroPoint
 
-E, I, H = 4, 64, 128
+E, INTER, H = 4, 64, 128
 OPS = get_ops("cpu")
 F, S = FormatFamily, SchemeId
 Writer = Callable[[Tensor, str], dict[str, Tensor]]
 
 
-def _q(scheme: S, layout: Layout, bits: int, *, group: int | None = None, zp: ZeroPoint = ZeroPoint.NONE,
+def _q(scheme: SchemeId, layout: Layout, bits: int, *, group: int | None = None, zp: ZeroPoint = ZeroPoint.NONE,
        element: ElementType = ElementType.INT8) -> QuantSpec:
     gran = Granularity.GROUP if group else Granularity.CHANNEL
     act = ActQuant(element=ElementType.INT8, bits=8, dynamic=True, granularity=Granularity.TOKEN)
@@ -46,7 +46,8 @@ def _ct_w4a8(w: Tensor, group: str) -> dict[str, Tensor]:
     return {"weight": t["weight"], "weight_scale": t["weight_scale"]}
 
 
-CASES: list[tuple[str, F, S | None, QuantSpec | None, Writer, float]] = [
+Case = tuple[str, FormatFamily, SchemeId | None, QuantSpec | None, Writer, float]
+CASES: list[Case] = [
     ("float", F.UNQUANTIZED, None, None, lambda w, g: {"weight": w.to(torch.bfloat16)}, 0.01),
     ("ms_w8a8", F.MODELSLIM, S.W8A8_DYNAMIC, _q(S.W8A8_DYNAMIC, Layout.MODELSLIM_INT8, 8, zp=ZeroPoint.FLOAT_OFFSET),
      lambda w, g: W.modelslim_w8a8_dynamic(w, model_dtype=torch.bfloat16), 0.03),
@@ -61,7 +62,8 @@ CASES: list[tuple[str, F, S | None, QuantSpec | None, Writer, float]] = [
     ("gptq_w4a16", F.GPTQ, S.W4A16, _q(S.W4A16, Layout.GPTQ, 4, group=64, element=ElementType.INT4),
      lambda w, g: W.gptq(w, group_size=64), 0.2),
     ("gptq_w8a16", F.GPTQ, S.W8A16, _q(S.W8A16, Layout.GPTQ, 8), lambda w, g: W.gptq(w, bits=8, group_size=-1), 0.03),
-    ("awq_w4a16", F.AWQ, S.W4A16, _q(S.W4A16, Layout.AWQ_GEMM, 4, group=64, zp=ZeroPoint.TRUE, element=ElementType.INT4),
+    ("awq_w4a16", F.AWQ, S.W4A16,
+     _q(S.W4A16, Layout.AWQ_GEMM, 4, group=64, zp=ZeroPoint.TRUE, element=ElementType.INT4),
      lambda w, g: W.awq_gemm(w, group_size=64), 0.2),
     ("ct_w4a16", F.COMPRESSED_TENSORS, S.W4A16, _q(S.W4A16, Layout.CT_PACKED, 4, group=64, element=ElementType.INT4),
      lambda w, g: W.ct_pack_quantized(w, group_size=64), 0.2),
@@ -75,13 +77,16 @@ CASES: list[tuple[str, F, S | None, QuantSpec | None, Writer, float]] = [
 def _weights() -> dict[str, Tensor]:
     gen = torch.Generator().manual_seed(0)
     return {p: 0.05 * torch.randn(E, *shape, generator=gen)
-            for p, shape in (("gate", (I, H)), ("up", (I, H)), ("down", (H, I)))}
+            for p, shape in (("gate", (INTER, H)), ("up", (INTER, H)), ("down", (H, INTER)))}
 
 
-def _build(family: F, scheme: S | None, quant: QuantSpec | None, write: Writer, ws: dict[str, Tensor]) -> QuantizedExperts:
+def _build(family: FormatFamily, scheme: SchemeId | None, quant: QuantSpec | None, write: Writer,
+           ws: dict[str, Tensor]) -> QuantizedExperts:
     cls = moe_group_for(family, scheme)
     groups = []
-    for group, projs, n, k in (("w13", ("gate", "up"), I, H), ("w2", ("down",), H, I)):
+    plan: tuple[tuple[GroupName, tuple[str, ...], int, int], ...] = (
+        ("w13", ("gate", "up"), INTER, H), ("w2", ("down",), H, INTER))
+    for group, projs, n, k in plan:
         st = Stacker(E)
         for e in range(E):
             st.put(e, cls.decode([write(ws[p][e], group) for p in projs], quant, n=n, k=k, group=group,
@@ -95,9 +100,9 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-@pytest.mark.parametrize(("name", "family", "scheme", "quant", "write", "tol"), CASES, ids=[c[0] for c in CASES])
-def test_group_layout_and_forward(name: str, family: F, scheme: S | None, quant: QuantSpec | None, write: Writer,
-                                  tol: float) -> None:
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_group_layout_and_forward(case: Case) -> None:
+    name, family, scheme, quant, write, tol = case
     ws = _weights()
     experts = _build(family, scheme, quant, write, ws)
     # layout: one-hot rows quantize exactly, so the kernel returns each expert's effective weight
