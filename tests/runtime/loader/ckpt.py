@@ -118,3 +118,18 @@ def fake_quant_reference(qm: object, ref: PreTrainedModel) -> PreTrainedModel:
                 out = group(eye, torch.full((e,), k, dtype=torch.int64))
                 params[f"{target}.{pname}"].copy_(out.reshape(e, k, -1).transpose(1, 2))
     return model
+
+
+def w4a8_pairs(w: Tensor, *, down: bool) -> dict[str, Tensor]:
+    """ModelSlim W4A8_DYNAMIC ``version 1.0.0``: int4 pairs along N and the precomputed scale_bias
+    (``[N, 1]``; ``down_proj``: ``[N, 16]``, one column per tensor-parallel slice of K)."""
+    from quantspec.runtime import numerics as nm
+
+    t = W.modelslim_w4a4_dynamic(w, pairs=True)
+    q = nm.unpack_int4_pairs(t["weight"], dim=0).to(torch.float32)
+    s = t["weight_scale"].to(torch.float32)
+    if down:
+        t["scale_bias"] = 8.0 * (q.reshape(q.size(0), 16, -1) * s.unsqueeze(-1)).sum(-1)
+    else:
+        t["scale_bias"] = 8.0 * (q * s).sum(1, keepdim=True)
+    return t
