@@ -81,6 +81,9 @@ W4_ONLY = Bound(
 #: ggml's Q4_0 takes d from the *signed* max (d = max / -8), so values of the other sign clip at 7/8
 #: of the block max: the worst weight error is 1/8 of the max, not half a step.
 Q4_0 = Bound("4-bit GGUF Q4_0 blocks", cosine=0.90, rel_err=0.50, top1=0.30, weight_err=0.135, expert_err=0.3)
+#: Q6_K: 6-bit codes of 16-element sub-blocks (half step 1/62 of the sub-block max) with int8
+#: sub-scales (1/254 of the super-block max) and an fp16 d.
+Q6_K = Bound("6-bit GGUF Q6_K blocks", cosine=0.995, rel_err=0.12, top1=0.60, weight_err=0.03, expert_err=0.06)
 W4A8 = Bound(
     "4-bit per-channel weights, 8-bit activations",
     cosine=0.88, rel_err=0.55, top1=0.30, weight_err=0.085, expert_err=0.35,
@@ -142,6 +145,7 @@ PW = "quantspec writers"
 AWQ_REF = "compressed-tensors AutoAWQConverter"
 CTL = "compressed-tensors library"
 GGL = "gguf-py"
+GGL_Q6K = "gguf-py writer, quantspec Q6_K blocks"
 
 CASES: tuple[Case, ...] = (
     # ---------------------------------------------------------------- ModelSlim (project writers)
@@ -205,6 +209,9 @@ CASES: tuple[Case, ...] = (
     Case("gguf_q8_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q8_0), W8_ONLY, reference_by=GGL),
     Case("gguf_q4_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_0), Q4_0, reference_by=GGL),
     Case("gguf_q5_1_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q5_1), W5_ONLY, reference_by=GGL),
+    Case("gguf_q6_k_llama", ((GG, "gguf", "linear"),), L, GGL_Q6K, _gguf(QT.Q6_K), Q6_K, reference_by=GGL),
+    Case("gguf_q6_k_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL_Q6K, _gguf(QT.Q6_K), Q6_K,
+         reference_by=GGL),
     Case("gguf_q4_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q4_0), Q4_0,
          reference_by=GGL),
     Case("gguf_q8_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q8_0), W8_ONLY,

@@ -6,8 +6,9 @@ model, ``qwen3moe`` for Qwen3-MoE); Llama ``q_proj``/``k_proj`` are RoPE-permute
 ``LlamaModel.permute`` (convert_hf_to_gguf's Qwen2/Qwen3 classes write them unpermuted); MoE
 experts are stacked into ``blk.N.ffn_{gate,up,down}_exps`` ``[E, N, K]``. Norms and the router
 (``ffn_gate_inp``) stay F32 as llama-quantize leaves them. gguf-py can quantize Q4_0, Q4_1, Q5_0,
-Q5_1, Q8_0, BF16 and F16 but not the K-quants (those are dequantize-only in Python), so the
-end-to-end cases use the legacy block types.
+Q5_1, Q8_0, BF16 and F16 but not the K-quants (dequantize-only in Python); :func:`quantize_q6_k`
+encodes Q6_K blocks so one K-quant runs end to end too, with gguf-py's dequantization of the
+written bytes as the reference.
 
 A ``config.json`` without ``quantization_config`` is written next to the ``.gguf`` file (as
 ``--hf-config-path`` supplies it to engines) so the model skeleton can be built from it.
@@ -29,9 +30,12 @@ from quantspec.runtime.testing.models import TinyArch, checkpoint_state_dict, ex
 
 QT = gguf.GGMLQuantizationType
 #: Types gguf-py 0.19 can quantize.
-QUANTIZABLE = (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q8_0, QT.BF16, QT.F16)
+GGUF_PY_QUANTIZABLE = (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q8_0, QT.BF16, QT.F16)
+#: Types this module can write: gguf-py's, plus Q6_K blocks from :func:`quantize_q6_k`.
+QUANTIZABLE = (*GGUF_PY_QUANTIZABLE, QT.Q6_K)
+QK_K = 256
 _ARCH = {TinyArch.LLAMA: gguf.MODEL_ARCH.LLAMA, TinyArch.QWEN3_MOE: gguf.MODEL_ARCH.QWEN3MOE}
-_FILE_TYPE = {QT.Q4_0: 2, QT.Q4_1: 3, QT.Q8_0: 7, QT.Q5_0: 8, QT.Q5_1: 9, QT.F16: 1, QT.BF16: 32}
+_FILE_TYPE = {QT.Q4_0: 2, QT.Q4_1: 3, QT.Q8_0: 7, QT.Q5_0: 8, QT.Q5_1: 9, QT.F16: 1, QT.BF16: 32, QT.Q6_K: 18}
 
 
 def permute_qk(w: Tensor, n_head: int) -> Tensor:
@@ -55,8 +59,45 @@ def _rope_heads(arch: TinyArch, module: str, n_head: int, n_head_kv: int) -> int
     return n_head_kv if module.endswith("k_proj") else 0
 
 
+def quantize_q6_k(x: np.ndarray) -> np.ndarray:
+    """Round-to-nearest Q6_K blocks (gguf-py can only dequantize K-quants).
+
+    Per 256-element super-block: 16 sub-blocks of 16 with int8 scales ``sc`` relative to an fp16
+    ``d`` (``d = max(absmax_i / 31) / 127``), 6-bit codes ``q + 32``; bytes ``[ql:128][qh:64]
+    [scales:16][d:2]`` laid out as formats.md 6.3 and gguf-py's ``Q6_K.dequantize_blocks`` read
+    them (low nibbles of elements ``128h + j`` and ``128h + 64 + j`` share ``ql[64h + j]``; the
+    two high bits of ``128h + 32t + l`` are bits ``2t`` of ``qh[32h + l]``). Returns uint8
+    ``[..., K / 256 * 210]``.
+    """
+    lead, k = x.shape[:-1], x.shape[-1]
+    if k % QK_K:
+        raise ValueError(f"Q6_K needs K % {QK_K} == 0, got {k}")
+    sub = x.astype(np.float32).reshape(-1, QK_K // 16, 16)
+    n = sub.shape[0]
+    scale_f = np.abs(sub).max(axis=-1) / 31.0
+    d = (scale_f.max(axis=-1, keepdims=True) / 127.0).astype(np.float16)
+    d32 = d.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d32 > 0, np.round(scale_f / d32), 0).clip(-128, 127).astype(np.int8)
+        eff = (d32 * sc.astype(np.float32))[..., None]
+        q = np.where(eff > 0, np.round(sub / eff), 0).clip(-32, 31).astype(np.int16) + 32
+    q8 = q.reshape(n, QK_K).astype(np.uint8)
+    low, high = q8 & 0xF, q8 >> 4
+    ql = np.empty((n, QK_K // 2), np.uint8)
+    qh = np.zeros((n, QK_K // 4), np.uint8)
+    for h in range(2):
+        ql[:, 64 * h:64 * h + 64] = low[:, 128 * h:128 * h + 64] | (low[:, 128 * h + 64:128 * h + 128] << 4)
+        for t in range(4):
+            qh[:, 32 * h:32 * h + 32] |= high[:, 128 * h + 32 * t:128 * h + 32 * t + 32] << (2 * t)
+    blocks = np.concatenate([ql, qh, sc.view(np.uint8), d.view(np.uint8)], axis=1)
+    return blocks.reshape(*lead, (k // QK_K) * blocks.shape[1])
+
+
 def _quantize(w: Tensor, qtype: QT) -> np.ndarray:
-    return gguf.quants.quantize(w.detach().to(torch.float32).numpy(), qtype)
+    data = w.detach().to(torch.float32).numpy()
+    if qtype is QT.Q6_K:
+        return quantize_q6_k(data)
+    return gguf.quants.quantize(data, qtype)
 
 
 def _dequantize(data: np.ndarray, qtype: QT) -> Tensor:
@@ -71,7 +112,7 @@ def export_gguf(
     dequantization of every quantized tensor under HF module names (Q/K un-permuted, experts
     split), i.e. the weights a correct loader must end up with."""
     if qtype not in QUANTIZABLE:
-        raise ValueError(f"gguf-py cannot quantize {qtype.name}")
+        raise ValueError(f"cannot quantize {qtype.name}: gguf-py quantizes only legacy types and this module adds Q6_K")
     if arch not in _ARCH:
         raise ValueError(f"no GGUF architecture for {arch}")
     cfg = model.config

@@ -19,7 +19,7 @@ from quantspec.runtime import numerics as nm
 from quantspec.runtime.testing.cases import CASES, Case
 from quantspec.runtime.testing.export import Exported, export_auto_round, export_awq, export_gptq, export_modelslim
 from quantspec.runtime.testing.export_ct import CTRecipe, awq_dequantized, ct_dequantized, export_compressed_tensors
-from quantspec.runtime.testing.export_gguf import QT, export_gguf, permute_qk, unpermute_qk
+from quantspec.runtime.testing.export_gguf import QT, export_gguf, permute_qk, quantize_q6_k, unpermute_qk
 from quantspec.runtime.testing.metrics import max_rel_diff
 from quantspec.runtime.testing.models import TinyArch, build_float_model, checkpoint_state_dict
 from quantspec.runtime.writers import AutoRoundPacking
@@ -203,6 +203,20 @@ def test_gguf_file_names_types_and_reference(tmp_path: Path) -> None:
 def test_gguf_refuses_types_gguf_py_cannot_quantize(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot quantize"):
         export_gguf(_model(TinyArch.LLAMA), TinyArch.LLAMA, tmp_path, QT.Q4_K)
+
+
+def test_q6_k_blocks_decode_with_gguf_py() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 512)).astype(np.float32)
+    w[0, :256] = 0.0  # an all-zero super-block encodes d = 0 and decodes to zeros
+    blocks = quantize_q6_k(w)
+    assert blocks.shape == (8, 2 * 210) and blocks.dtype == np.uint8
+    back = gguf.quants.dequantize(blocks, QT.Q6_K)
+    assert np.all(back[0, :256] == 0)
+    # half a 6-bit step of the sub-block max (1/62) plus the int8 sub-scale rounding (1/254)
+    assert float(np.abs(back - w).max() / np.abs(w).max()) <= 1 / 62 + 1 / 254 + 1e-3
+    with pytest.raises(ValueError, match="K % 256"):
+        quantize_q6_k(w[:, :128])
 
 
 def test_writers_dense_zero_point_words_are_what_numerics_unpacks(tmp_path: Path) -> None:
