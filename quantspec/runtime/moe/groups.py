@@ -134,18 +134,28 @@ class Int8DynamicExperts(ExpertGroup):
 @register_moe(FormatFamily.AUTO_ROUND, SchemeId.W8A16)
 @register_moe(FormatFamily.COMPRESSED_TENSORS, SchemeId.W4A16)
 class WeightOnlyExperts(ExpertGroup):
-    """Weight-only int4/int8 experts through the antiquant grouped matmul."""
+    """Weight-only int4/int8 experts through the antiquant grouped matmul.
+
+    Act-order (``desc_act``) checkpoints permute K at load: each expert's rows are sorted so that
+    its quantization groups are contiguous, and the routed activations are gathered with the same
+    per-expert permutation before the matmul. Gate and up may have different permutations, so an
+    act-order group runs one grouped matmul per projection (``weight_0``, ``weight_1``...) and
+    concatenates the outputs.
+    """
 
     weight: Tensor
     antiquant_scale: Tensor
     antiquant_offset: Tensor | None
+    #: Act-order groups: one grouped matmul per projection (0: a single one).
+    parts: int = 0
 
     @classmethod
     def decode(
         cls, projs: Sequence[Mapping[str, Tensor]], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
         model_dtype: torch.dtype, ops: Ops,
     ) -> dict[str, Tensor | None]:
-        """Decode each projection's layout to codes ``[K, N]``, scale/offset ``[G, N]``; concatenate along N."""
+        """Decode each projection's layout to codes ``[K, N]``, scale/offset ``[G, N]``; concatenate along N
+        (act-order: one set per projection, with its K permutation)."""
         if quant is None:
             raise bad_tensor("qweight", "weight-only experts need a quantization description")
         bits = quant.weight.bits
@@ -153,14 +163,23 @@ class WeightOnlyExperts(ExpertGroup):
         if decoder is None or bits not in (4, 8):
             raise bad_tensor("qweight", f"{bits}-bit {quant.weight.layout.value} experts have no NPU grouped kernel")
         parts = [decoder(TensorSet(p), quant, n, k, bits) for p in projs]
+        offsets = [None if d.offset is None else d.offset.expand(-1, n) for d in parts]
+        if quant.weight.act_order:
+            out: dict[str, Tensor | None] = {}
+            for i, (d, off) in enumerate(zip(parts, offsets, strict=True)):
+                perm = d.perm if d.perm is not None else torch.arange(k)
+                out[f"codes{i}"] = (d.codes if d.perm is None else d.codes[d.perm]).to(torch.int8)
+                out[f"scale{i}"] = d.scale.expand(-1, n)
+                out[f"offset{i}"] = off
+                out[f"perm{i}"] = perm
+            return out
         if any(d.perm is not None for d in parts):
-            raise bad_tensor("g_idx", "act-order (non-monotone g_idx) experts are not supported by the grouped "
-                             "kernel", hint="re-quantize without desc_act / act_order")
+            raise bad_tensor("g_idx", "non-monotone g_idx, but the description does not declare act-order",
+                             hint="set desc_act / act_order in the quantization config")
         scale = _cat([d.scale.expand(-1, n) for d in parts], 1)
-        offsets = [d.offset for d in parts]
         offset = None if all(o is None for o in offsets) else _cat(
-            [torch.zeros_like(d.scale.expand(-1, n)) if o is None else o.expand(-1, n) for d, o in zip(
-                parts, offsets, strict=True)], 1)
+            [torch.zeros_like(d.scale.expand(-1, n)) if o is None else o for d, o in zip(parts, offsets, strict=True)],
+            1)
         return {"codes": _cat([d.codes for d in parts], 1).to(torch.int8), "scale": scale, "offset": offset}
 
     @classmethod
@@ -171,34 +190,61 @@ class WeightOnlyExperts(ExpertGroup):
         """Pack int4 codes 8 per int32 per expert (``[E, K, N/8]``) or keep int8 ``[E, K, N]``."""
         check_model_dtype(model_dtype)
         assert quant is not None
-        codes = stacked["codes"]
-        e = codes.size(0)
-        per_group = stacked["scale"].size(1) > 1
-        if quant.weight.bits == 4:
-            if n % 8:
-                raise bad_tensor("qweight", f"int4 experts need N divisible by 8, got {n}")
-            weight = torch.stack([ops.npu_convert_weight_to_int4pack(codes[i].to(torch.int32)) for i in range(e)])
-        else:
-            if per_group:
-                raise bad_tensor("scales", "int8 weight-only grouped matmul supports per-channel scales only",
-                                 hint="use per-channel (group_size -1) int8 or int4 weights for MoE")
-            weight = codes.contiguous()
-        self = cls(experts=e, n=n, k=k, model_dtype=model_dtype, ops=ops)
-
-        def shape(t: Tensor) -> Tensor:
-            return (t if per_group else t[:, 0]).to(model_dtype).contiguous()
-
-        off = stacked.get("offset")
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("antiquant_scale", shape(stacked["scale"]), persistent=False)
-        self.register_buffer("antiquant_offset", None if off is None else shape(off), persistent=False)
+        parts = sum(1 for key in stacked if key.startswith("codes") and key != "codes")
+        first = stacked["codes0" if parts else "codes"]
+        self = cls(experts=first.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
+        self.parts = parts
+        if not parts:
+            for key, t in _pack(ops, quant, stacked["codes"], stacked["scale"], stacked.get("offset"),
+                                model_dtype=model_dtype).items():
+                self.register_buffer(key, t, persistent=False)
+            return self
+        for i in range(parts):
+            packed = _pack(ops, quant, stacked[f"codes{i}"], stacked[f"scale{i}"], stacked.get(f"offset{i}"),
+                           model_dtype=model_dtype)
+            for key, t in packed.items():
+                self.register_buffer(f"{key}_{i}", t, persistent=False)
+            self.register_buffer(f"perm_{i}", stacked[f"perm{i}"].to(torch.int64), persistent=False)
         return self
 
-    def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
-        """Antiquant grouped matmul ``x @ ((w + offset) * scale)``."""
-        off = None if self.antiquant_offset is None else [self.antiquant_offset]
+    def _gmm(self, x: Tensor, group_list: Tensor, suffix: str = "") -> Tensor:
+        off = getattr(self, f"antiquant_offset{suffix}")
         out: Tensor = self.ops.npu_grouped_matmul(
-            [x], [self.weight], antiquant_scale=[self.antiquant_scale], antiquant_offset=off,
+            [x], [getattr(self, f"weight{suffix}")], antiquant_scale=[getattr(self, f"antiquant_scale{suffix}")],
+            antiquant_offset=None if off is None else [off],
             group_list=group_list, group_list_type=1, group_type=0, split_item=2,
         )[0]
         return out
+
+    def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
+        """Antiquant grouped matmul ``x @ ((w + offset) * scale)`` (act-order: per projection, on
+        activations gathered with each row's expert permutation)."""
+        if not self.parts:
+            return self._gmm(x, group_list)
+        rows = torch.repeat_interleave(torch.arange(self.experts, device=x.device), group_list.to(x.device))
+        rows = torch.cat([rows, rows.new_zeros(x.size(0) - rows.numel())])  # rows past the groups: any expert
+        outs = [self._gmm(torch.gather(x, 1, getattr(self, f"perm_{i}")[rows]), group_list, f"_{i}")
+                for i in range(self.parts)]
+        return torch.cat(outs, dim=-1)
+
+
+def _pack(ops: Ops, quant: QuantSpec, codes: Tensor, scale: Tensor, offset: Tensor | None, *,
+          model_dtype: torch.dtype) -> dict[str, Tensor | None]:
+    """Grouped-kernel buffers of stacked codes ``[E, K, N]`` and scale/offset ``[E, G, N]``."""
+    e, _, n = codes.shape
+    per_group = scale.size(1) > 1
+    if quant.weight.bits == 4:
+        if n % 8:
+            raise bad_tensor("qweight", f"int4 experts need N divisible by 8, got {n}")
+        weight = torch.stack([ops.npu_convert_weight_to_int4pack(codes[i].to(torch.int32)) for i in range(e)])
+    else:
+        if per_group:
+            raise bad_tensor("scales", "int8 weight-only grouped matmul supports per-channel scales only",
+                             hint="use per-channel (group_size -1) int8 or int4 weights for MoE")
+        weight = codes.contiguous()
+
+    def shape(t: Tensor) -> Tensor:
+        return (t if per_group else t[:, 0]).to(model_dtype).contiguous()
+
+    return {"weight": weight, "antiquant_scale": shape(scale),
+            "antiquant_offset": None if offset is None else shape(offset)}

@@ -61,6 +61,12 @@ CASES: list[Case] = [
      lambda w, g: W.modelslim_w4a4_dynamic(w, pairs=True), 0.3),
     ("gptq_w4a16", F.GPTQ, S.W4A16, _q(S.W4A16, Layout.GPTQ, 4, group=64, element=ElementType.INT4),
      lambda w, g: W.gptq(w, group_size=64), 0.2),
+    ("gptq_w4a16_act_order", F.GPTQ, S.W4A16,
+     _q(S.W4A16, Layout.GPTQ, 4, group=64, element=ElementType.INT4).model_copy(update={"weight": WeightQuant(
+         element=ElementType.INT4, bits=4, granularity=Granularity.GROUP, group_size=64, layout=Layout.GPTQ,
+         act_order=True)}),
+     # a different column order per projection: gate and up then run as separate grouped matmuls
+     lambda w, g: W.gptq(w, group_size=64, act_order=True, seed=int(w.abs().sum() * 1000) % 997), 0.2),
     ("gptq_w8a16", F.GPTQ, S.W8A16, _q(S.W8A16, Layout.GPTQ, 8), lambda w, g: W.gptq(w, bits=8, group_size=-1), 0.03),
     ("awq_w4a16", F.AWQ, S.W4A16,
      _q(S.W4A16, Layout.AWQ_GEMM, 4, group=64, zp=ZeroPoint.TRUE, element=ElementType.INT4),
