@@ -181,7 +181,11 @@ class CheckpointDescription(_Frozen):
     findings: tuple[Reason, ...] = ()
 
     def resolve(self, module: str, module_class: str | None = "Linear") -> Resolution:
-        """The quantization of ``module``: first matching rule, else the default."""
+        """The quantization of ``module``: first matching rule, else the default.
+
+        This is the reference semantics, a scan of every rule; to resolve a whole model use
+        :meth:`resolver`, which gives the same answers with EXACT rules indexed.
+        """
         for rule in self.rules:
             if rule.match.matches(module, module_class):
                 return Resolution(quant=rule.quant, matched=True, origin=rule.origin)
@@ -189,6 +193,20 @@ class CheckpointDescription(_Frozen):
             return Resolution(quant=None, matched=False, origin="default")
         applies = module_class is None or module_class in self.default_classes
         return Resolution(quant=self.default if applies else None, matched=True, origin="default")
+
+    def resolver(self) -> Resolver:
+        """The indexed :class:`Resolver` of this description, built once and cached.
+
+        The cache lives in the instance ``__dict__`` outside the fields, so equality, hashing
+        and dumps ignore it; ``model_copy`` copies it along, so it is reused only while it was
+        built from this instance's own rules and default (a copy with new rules gets its own).
+        """
+        cached = self.__dict__.get(_RESOLVER_KEY)
+        if isinstance(cached, Resolver) and cached.serves(self):
+            return cached
+        built = Resolver(self)
+        self.__dict__[_RESOLVER_KEY] = built
+        return built
 
     def summary(self) -> dict[str, Any]:
         """Small JSON-able overview (format, scheme labels and counts) for CLIs."""
@@ -199,3 +217,86 @@ class CheckpointDescription(_Frozen):
         if self.default is not None:
             labels[f"{self.default.label} (default)"] = labels.get(f"{self.default.label} (default)", 0) + 1
         return {"format": self.format.value, "source": self.source, "mode": self.mode.value, "rules": labels}
+
+
+#: Key of the cached resolver in a description's ``__dict__`` (not a field: see ``resolver()``).
+_RESOLVER_KEY = "_quantspec_resolver"
+
+
+class Resolver:
+    """:meth:`CheckpointDescription.resolve`'s answers for many modules, EXACT rules indexed.
+
+    ``resolve`` scans the rules in order, which is what the semantics are; but ModelSlim and
+    GGUF descriptions hold one EXACT rule per module (tens of thousands for a DeepSeek-V3-sized
+    model), so resolving every module by a scan is quadratic. Here the EXACT rules are indexed
+    by pattern and only the other rules that come *before* the indexed one are scanned, so the
+    first matching rule, and therefore the answer, is the same (tests compare the two with
+    hypothesis and on every planner fixture). Get one with :meth:`CheckpointDescription.resolver`.
+    """
+
+    __slots__ = ("_classes", "_default", "_exact", "_others", "_requires_entry", "_resolutions", "_rules")
+
+    def __init__(self, desc: CheckpointDescription) -> None:
+        self._rules = desc.rules
+        self._default = desc.default
+        self._classes = desc.default_classes
+        self._requires_entry = desc.requires_entry
+        #: pattern -> index of the first non-negated EXACT rule listing it.
+        self._exact: dict[str, int] = {}
+        #: indices of every other rule, in order: they may match before an indexed one.
+        self._others: list[int] = []
+        exact, others = self._exact, self._others
+        for i, rule in enumerate(self._rules):
+            m = rule.match
+            if m.kind is MatchKind.EXACT and not m.negate:
+                for p in m.patterns:
+                    if p not in exact:
+                        exact[p] = i
+            else:
+                others.append(i)
+        #: rule index (-1: unmatched, -2 / -3: the default for a class it does / does not apply
+        #: to) -> its Resolution; frozen objects, so one per outcome is shared by every module.
+        self._resolutions: dict[int, Resolution] = {}
+
+    def serves(self, desc: CheckpointDescription) -> bool:
+        """Whether this resolver was built from ``desc``'s rules and default (by identity)."""
+        return (self._rules is desc.rules and self._default is desc.default
+                and self._classes is desc.default_classes and self._requires_entry is desc.requires_entry)
+
+    def _index(self, module: str, module_class: str | None) -> int:
+        """Index of the deciding rule, or a negative code for the default (see ``_resolutions``)."""
+        rules = self._rules
+        i = self._exact.get(module, len(rules))
+        for j in self._others:
+            if j >= i:
+                break
+            if rules[j].match.matches(module, module_class):
+                return j
+        if i < len(rules):
+            return i
+        if self._requires_entry:
+            return -1
+        return -2 if module_class is None or module_class in self._classes else -3
+
+    def quant_of(self, module: str, module_class: str | None = "Linear") -> tuple[QuantSpec | None, bool]:
+        """``(quant, matched)`` of :meth:`resolve`, without building a :class:`Resolution` (hot path)."""
+        i = self._exact.get(module) if not self._others else None
+        if i is not None:  # the common case of ModelSlim / GGUF: no other rule can come first
+            return self._rules[i].quant, True
+        i = self._index(module, module_class)
+        if i >= 0:
+            return self._rules[i].quant, True
+        return (self._default if i == -2 else None), i != -1
+
+    def resolve(self, module: str, module_class: str | None = "Linear") -> Resolution:
+        """The same :class:`Resolution` as ``CheckpointDescription.resolve(module, module_class)``."""
+        i = self._index(module, module_class)
+        res = self._resolutions.get(i)
+        if res is None:
+            if i >= 0:
+                rule = self._rules[i]
+                res = Resolution(quant=rule.quant, matched=True, origin=rule.origin)
+            else:
+                res = Resolution(quant=self._default if i == -2 else None, matched=i != -1, origin="default")
+            self._resolutions[i] = res
+        return res

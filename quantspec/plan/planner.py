@@ -21,7 +21,6 @@ from quantspec.plan.contract import check_module, loaded_bytes, quant_env, store
 from quantspec.plan.discover import AttentionUnit, LinearUnit, Naming, discover, naming, natural_key
 from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer, PlanPolicy
-from quantspec.plan.resolve import Resolver
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
 from quantspec.vocab import Domain, LayerKind, Layout, MatrixLayer, NpuGen, SchemeId, Status
 
@@ -92,7 +91,7 @@ class Planner:
         self.s = setting
         self.inv = inventory
         self.nm: Naming = naming()
-        self.resolver = Resolver(setting.desc)
+        self.resolver = setting.desc.resolver()
 
     # ------------------------------------------------------------------ entry point
     def plan(self) -> list[PlannedLayer]:

@@ -7,13 +7,20 @@ from pathlib import Path
 import pytest
 
 import quantspec
-from quantspec.description import CheckpointDescription, KVCacheQuant, Matcher, QuantSpec, Rule, WeightQuant
+from quantspec.description import (
+    CheckpointDescription,
+    KVCacheQuant,
+    Matcher,
+    QuantSpec,
+    Resolver,
+    Rule,
+    WeightQuant,
+)
 from quantspec.formats import read_description
 from quantspec.matrix import load_matrix
 from quantspec.plan.inventory import Inventory, TensorInfo, read_inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer
 from quantspec.plan.planner import Planner, Setting
-from quantspec.plan.resolve import Resolver
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatchKind, NpuGen, SchemeId, ZeroPoint
 from tests.plan.builders import Tensors, build_modelslim, llama_modules, ms_linear
 from tests.plan.fixtures import FIXTURES
