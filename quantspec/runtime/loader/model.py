@@ -14,13 +14,14 @@ architecture, typically a transformers model built from ``config.json`` on the m
 3. modules left with non-persistent meta buffers (rotary ``inv_freq``) are re-created from
    their ``config`` on the cpu.
 
-Anything the checkpoint does not provide raises :class:`~quantspec.errors.InvalidInput` naming it.
+Anything the checkpoint does not provide raises :class:`~quantspec.errors.InvalidInput` naming it,
+and every change made so far is undone: a failed ``install`` leaves the model as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -63,10 +64,36 @@ def _get(model: nn.Module, name: str) -> nn.Module | None:
         return None
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+class _Journal:
+    """Undo log of an installation: a failed ``install`` leaves the model as it found it."""
+
+    def __init__(self) -> None:
+        self.undo: list[tuple[dict[str, object], str, object]] = []
+
+    def put(self, table: dict[str, Any], key: str, value: object) -> None:
+        """``table[key] = value``, remembering the previous value."""
+        self.undo.append((table, key, table.get(key, _ABSENT)))
+        table[key] = value
+
+    def rollback(self) -> None:
+        """Restore every changed entry, newest first."""
+        for table, key, old in reversed(self.undo):
+            if old is _ABSENT:
+                table.pop(key, None)
+            else:
+                table[key] = old
+        self.undo.clear()
+
+
+_ABSENT = object()
+
+
+def _set(model: nn.Module, name: str, module: nn.Module, journal: _Journal) -> None:
     parent, _, leaf = name.rpartition(".")
     owner = model.get_submodule(parent) if parent else model
-    setattr(owner, leaf, module)
+    if leaf not in owner._modules:
+        raise InvalidInput(reason(Code.USAGE, f"{name} is not a submodule of the model", where=name))
+    journal.put(owner._modules, leaf, module)
 
 
 class QuantizedModel:
@@ -127,36 +154,41 @@ class QuantizedModel:
             alt_name, loaded_name = to_model_name(alt[len(pre):]), to_model_name(loaded[len(pre):])
             for name in [n for n in tensors if n.startswith(loaded_name + ".")]:
                 tensors.setdefault(alt_name + name[len(loaded_name):], tensors[name])
-        self._swap(model, modules)
-        self._fill(model, tensors)
-        self._rebuild_meta_buffers(model)
+        journal = _Journal()
+        try:
+            self._swap(model, modules, journal)
+            self._fill(model, tensors, journal)
+            self._rebuild_meta_buffers(model, journal)
+        except BaseException:
+            journal.rollback()
+            raise
         return model
 
-    def _swap(self, model: nn.Module, modules: dict[str, nn.Module]) -> None:
+    def _swap(self, model: nn.Module, modules: dict[str, nn.Module], journal: _Journal) -> None:
         pending: dict[str, nn.Module] = {}
         for name, module in modules.items():
             target = to_model_name(name)
             if _get(model, target) is None:
                 pending[target] = module
             else:
-                _set(model, target, module)
+                _set(model, target, module, journal)
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         for fused, shards in naming().packed_for(model_type).items():
             parents = {n.rpartition(".")[0] for n in pending if n.rpartition(".")[2] in shards}
             for parent in parents:
                 names = [f"{parent}.{s}" for s in shards]
                 if all(n in pending for n in names) and _get(model, f"{parent}.{fused}") is not None:
-                    _set(model, f"{parent}.{fused}", ConcatLinear(pending.pop(n) for n in names))
+                    _set(model, f"{parent}.{fused}", ConcatLinear(pending.pop(n) for n in names), journal)
         if pending:
             missing = sorted(pending)
             raise InvalidInput(reason(
                 Code.USAGE, f"the model has no submodule for {len(missing)} loaded module(s): {', '.join(missing[:5])}",
                 where=missing[0], hint="build the model from the checkpoint's config.json (same architecture)"))
 
-    def _fill(self, model: nn.Module, tensors: dict[str, Tensor]) -> None:
+    def _fill(self, model: nn.Module, tensors: dict[str, Tensor], journal: _Journal) -> None:
         missing: list[str] = []
         for name, param in list(model.named_parameters(remove_duplicate=False)):
-            if not self._assign(model, name, tensors, is_param=True, current=param):
+            if not self._assign(model, name, tensors, journal, is_param=True, current=param):
                 missing.append(name)
         persistent: set[str] = set()
         for mod_name, mod in model.named_modules(remove_duplicate=False):
@@ -164,19 +196,19 @@ class QuantizedModel:
                               if b not in mod._non_persistent_buffers_set)
         for name, buf in list(model.named_buffers(remove_duplicate=False)):
             if name in tensors:
-                self._assign(model, name, tensors, is_param=False, current=buf)
+                self._assign(model, name, tensors, journal, is_param=False, current=buf)
             elif name in persistent and buf.is_meta:
                 missing.append(name)
         if missing:
-            missing = self._tie(model, missing)
+            missing = self._tie(model, missing, journal)
         if missing:
             raise InvalidInput(reason(
                 Code.TENSOR_MISSING, f"{len(missing)} weight(s) of the model are not in the checkpoint: "
                 f"{', '.join(missing[:5])}", where=missing[0],
                 hint="the model and the checkpoint do not match (architecture or config)"))
 
-    def _assign(self, model: nn.Module, name: str, tensors: dict[str, Tensor], *, is_param: bool,
-                current: Tensor) -> bool:
+    def _assign(self, model: nn.Module, name: str, tensors: dict[str, Tensor], journal: _Journal, *,
+                is_param: bool, current: Tensor) -> bool:
         t = tensors.get(name)
         if t is None:
             return False
@@ -186,12 +218,12 @@ class QuantizedModel:
         owner_name, _, leaf = name.rpartition(".")
         owner = model.get_submodule(owner_name) if owner_name else model
         if is_param:
-            owner._parameters[leaf] = nn.Parameter(t, requires_grad=False)
+            journal.put(owner._parameters, leaf, nn.Parameter(t, requires_grad=False))
         else:
-            owner._buffers[leaf] = t
+            journal.put(owner._buffers, leaf, t)
         return True
 
-    def _tie(self, model: nn.Module, missing: list[str]) -> list[str]:
+    def _tie(self, model: nn.Module, missing: list[str], journal: _Journal) -> list[str]:
         """Tie a missing output embedding to the input embedding when the config says so."""
         cfg = getattr(model, "config", None)
         get_in = getattr(model, "get_input_embeddings", None)
@@ -208,10 +240,10 @@ class QuantizedModel:
         out_name = next((n for n, m in model.named_modules() if m is out_mod), None)
         if out_name is None or f"{out_name}.weight" not in missing:
             return missing
-        out_mod._parameters["weight"] = in_mod.weight
+        journal.put(out_mod._parameters, "weight", in_mod.weight)
         return [m for m in missing if m != f"{out_name}.weight"]
 
-    def _rebuild_meta_buffers(self, model: nn.Module) -> None:
+    def _rebuild_meta_buffers(self, model: nn.Module, journal: _Journal) -> None:
         for name, mod in list(model.named_modules()):
             if not any(b is not None and b.is_meta for b in mod._buffers.values()):
                 continue
@@ -221,4 +253,4 @@ class QuantizedModel:
                                           f"({', '.join(mod._buffers)}) that the checkpoint does not provide",
                                           where=name, hint="build the model on the cpu instead of the meta device"))
             with torch.device("cpu"):
-                _set(model, name, type(mod)(cfg))
+                _set(model, name, type(mod)(cfg), journal)

@@ -11,6 +11,7 @@ import torch
 import quantspec
 from quantspec.errors import BackendUnavailable, InvalidInput, PlanRejected
 from quantspec.runtime.loader import ConcatLinear, QuantizedModel, load_quantized
+from quantspec.runtime.loader.model import _Journal
 from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups import WeightOnlyExperts
 from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic
@@ -111,7 +112,7 @@ def test_install_fused_model_module(tmp_path: Path) -> None:
     model = torch.nn.Module()
     model.add_module("self_attn", attn)
     shards = ("q_proj", "k_proj", "v_proj")
-    qm._swap(model, {f"self_attn.{p}": qm.modules[f"model.layers.0.self_attn.{p}"] for p in shards})
+    qm._swap(model, {f"self_attn.{p}": qm.modules[f"model.layers.0.self_attn.{p}"] for p in shards}, _Journal())
     fused = model.get_submodule("self_attn.qkv_proj")
     assert isinstance(fused, ConcatLinear)
     x = torch.randn(3, 256).to(torch.bfloat16)
@@ -137,6 +138,19 @@ def test_install_missing_module_is_named(tmp_path: Path) -> None:
     qm = load_quantized(tmp_path, "cpu", progress=False)
     with pytest.raises(InvalidInput, match="no submodule"):
         qm.install(torch.nn.Linear(2, 2))
+
+
+def test_failed_install_leaves_the_model_unchanged(tmp_path: Path) -> None:
+    ref = write_modelslim(tmp_path, TinyArch.LLAMA)
+    qm = load_quantized(tmp_path, "cpu", progress=False)
+    qm._tensors["model.norm.weight"] = torch.ones(3, dtype=torch.bfloat16)  # contradicts the model
+    model = meta_model(ref)
+    before = {n: id(p) for n, p in model.named_parameters()}
+    modules = {n: id(m) for n, m in model.named_modules()}
+    with pytest.raises(InvalidInput, match=r"model\.norm\.weight"):
+        qm.install(model)
+    assert {n: id(p) for n, p in model.named_parameters()} == before
+    assert {n: id(m) for n, m in model.named_modules()} == modules
 
 
 def test_plan_rejection_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
