@@ -10,7 +10,10 @@ semantics kept in :class:`Matcher`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -223,6 +226,13 @@ class CheckpointDescription(_Frozen):
 _RESOLVER_KEY = "_quantspec_resolver"
 
 
+_MATCH = attrgetter("match")
+_KIND = attrgetter("kind")
+_NEGATE = attrgetter("negate")
+_PATTERNS = attrgetter("patterns")
+_FIRST = itemgetter(0)
+
+
 class Resolver:
     """:meth:`CheckpointDescription.resolve`'s answers for many modules, EXACT rules indexed.
 
@@ -245,18 +255,26 @@ class Resolver:
         self._exact: dict[str, int] = {}
         #: indices of every other rule, in order: they may match before an indexed one.
         self._others: list[int] = []
+        #: rule index (-1: unmatched, -2 / -3: the default for a class it does / does not apply
+        #: to) -> its Resolution; frozen objects, so one per outcome is shared by every module.
+        self._resolutions: dict[int, Resolution] = {}
+        matchers = list(map(_MATCH, self._rules))
+        patterns = list(map(_PATTERNS, matchers))
+        if (set(map(_KIND, matchers)) <= {MatchKind.EXACT} and not any(map(_NEGATE, matchers))
+                and set(map(len, patterns)) <= {1}):
+            # One module per EXACT rule (ModelSlim, GGUF: tens of thousands of rules), indexed with
+            # C-level maps; filled from the last rule backwards so that the first rule wins.
+            n = len(patterns)
+            self._exact = dict(zip(map(_FIRST, reversed(patterns)), range(n - 1, -1, -1), strict=True))
+            return
         exact, others = self._exact, self._others
-        for i, rule in enumerate(self._rules):
-            m = rule.match
+        for i, m in enumerate(matchers):
             if m.kind is MatchKind.EXACT and not m.negate:
                 for p in m.patterns:
                     if p not in exact:
                         exact[p] = i
             else:
                 others.append(i)
-        #: rule index (-1: unmatched, -2 / -3: the default for a class it does / does not apply
-        #: to) -> its Resolution; frozen objects, so one per outcome is shared by every module.
-        self._resolutions: dict[int, Resolution] = {}
 
     def serves(self, desc: CheckpointDescription) -> bool:
         """Whether this resolver was built from ``desc``'s rules and default (by identity)."""
@@ -287,6 +305,28 @@ class Resolver:
         if i >= 0:
             return self._rules[i].quant, True
         return (self._default if i == -2 else None), i != -1
+
+    def quants(self, modules: Iterable[str], module_class: str | None = "Linear"
+               ) -> tuple[list[QuantSpec | None], list[str]]:
+        """:meth:`quant_of` of many modules: their quants, and those of them that are unmatched.
+
+        The planner resolves every expert of every MoE layer (tens of thousands of modules); for
+        descriptions made of EXACT rules only, that is one dict lookup per module here.
+        """
+        modules = list(modules)
+        if not self._others:
+            rules, get = self._rules, self._exact.get
+            idx = list(map(get, modules, repeat(-1)))
+            if -1 not in idx:
+                return [rules[i].quant for i in idx], []
+        quants: list[QuantSpec | None] = []
+        unmatched: list[str] = []
+        for module in modules:
+            quant, matched = self.quant_of(module, module_class)
+            quants.append(quant)
+            if not matched:
+                unmatched.append(module)
+        return quants, unmatched
 
     def resolve(self, module: str, module_class: str | None = "Linear") -> Resolution:
         """The same :class:`Resolution` as ``CheckpointDescription.resolve(module, module_class)``."""

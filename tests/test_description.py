@@ -105,6 +105,30 @@ def test_resolver_same_as_resolve(rs: tuple[Rule, ...], requires_entry: bool, de
             assert r.resolve(name, cls) == slow
             assert r.quant_of(name, cls) == (slow.quant, slow.matched)
             assert desc.resolver().resolve(name, cls) == slow
+        quants, unmatched = r.quants(NAMES, cls)
+        assert quants == [desc.resolve(n, cls).quant for n in NAMES]
+        assert unmatched == [n for n in NAMES if not desc.resolve(n, cls).matched]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from([None, W4, W8])), max_size=12),
+       st.booleans(), st.sampled_from([None, W4]))
+def test_resolver_exact_only_same_as_resolve(pairs: list[tuple[str, QuantSpec | None]], requires_entry: bool,
+                                             default: QuantSpec | None) -> None:
+    # the all-EXACT, one-pattern shape of ModelSlim / GGUF (the index's fast path), duplicates included
+    rs = tuple(Rule(match=Matcher(kind=MatchKind.EXACT, patterns=(n,)), quant=q, origin=f"/{i}")
+               for i, (n, q) in enumerate(pairs))
+    desc = CheckpointDescription(format=FormatFamily.MODELSLIM, source="s", requires_entry=requires_entry,
+                                 rules=rs, default=default)
+    r = Resolver(desc)
+    for name in NAMES:
+        for cls in CLASSES:
+            slow = desc.resolve(name, cls)
+            assert r.resolve(name, cls) == slow
+            assert r.quant_of(name, cls) == (slow.quant, slow.matched)
+    quants, unmatched = r.quants(NAMES)
+    assert quants == [desc.resolve(n).quant for n in NAMES]
+    assert unmatched == [n for n in NAMES if not desc.resolve(n).matched]
 
 
 def test_resolver_is_cached_and_not_part_of_the_model() -> None:

@@ -149,7 +149,10 @@ def discover(tensors: Mapping[str, TensorInfo], model_type: str | None) -> Disco
     nm = naming()
     modules: dict[str, Params] = {}
     attention: dict[str, AttentionUnit] = {}
-    slow = nm.kv_params | set(nm.fused_3d)
+    # Both loops below run once per tensor / module (136k / 46k for DeepSeek-V3): the naming
+    # sets are bound to locals and the common case is tested first.
+    kv_params, kv_submodules, containers, fused_3d = nm.kv_params, nm.kv_submodules, nm.containers, nm.fused_3d
+    slow = kv_params | set(fused_3d)
     for name, info in tensors.items():
         module, _, param = name.rpartition(".")
         params = modules.get(module)
@@ -157,13 +160,13 @@ def discover(tensors: Mapping[str, TensorInfo], model_type: str | None) -> Disco
             params[param] = info  # fast path: a module already known to be an ordinary one
             continue
         parent, _, last = module.rpartition(".")
-        if param in nm.kv_params and parent:
+        if param in kv_params and parent:
             _attn(attention, parent).params[f"{last}.{param}"] = info
             continue
-        if last in nm.kv_submodules and parent:
+        if last in kv_submodules and parent:
             _attn(attention, parent).params[f"{last}.{param}"] = info
             continue
-        if last in nm.containers and param in nm.fused_3d:
+        if last in containers and param in fused_3d:
             # transformers v5 style: the 3-D tensor is a parameter of the experts module.
             modules.setdefault(name, {})["weight"] = info
             continue
@@ -174,18 +177,28 @@ def discover(tensors: Mapping[str, TensorInfo], model_type: str | None) -> Disco
     shard_of: dict[str, tuple[str, tuple[str, ...]]] = {s: (f, shards) for f, shards in packed.items() for s in shards}
     fused: dict[tuple[str, str], dict[str, Params]] = {}
     plain: list[tuple[str, Params]] = []
-    is_container: dict[str, bool] = {}
+    #: container module -> {group: its unit's expert map}, or None when it is not a container.
+    expert_maps: dict[str, dict[str, dict[int, dict[str, tuple[str, Params]]]] | None] = {}
+    group_of = nm.expert_group.get
     for module, params in modules.items():
         parent, _, last = module.rpartition(".")
-        grp = nm.expert_group.get(last)
+        grp = group_of(last)
         if grp is not None:
             # <container>.<e>.<proj>: string splits, not a regex, on ~50k expert modules.
             container, _, e = parent.rpartition(".")
-            ok = is_container.get(container)
-            if ok is None:
-                ok = is_container[container] = container.rpartition(".")[2] in nm.containers
-            if ok and e.isdigit():
-                _moe(moes, container, grp).experts.setdefault(int(e), {})[last] = (module, params)
+            if container in expert_maps:
+                maps = expert_maps[container]
+            else:
+                maps = expert_maps[container] = {} if container.rpartition(".")[2] in containers else None
+            if maps is not None and e.isdigit():
+                experts = maps.get(grp)
+                if experts is None:  # units are created on first use: a group may be absent
+                    experts = maps[grp] = _moe(moes, container, grp).experts
+                n = int(e)
+                if n in experts:
+                    experts[n][last] = (module, params)
+                else:
+                    experts[n] = {last: (module, params)}
                 continue
         if parent.rpartition(".")[2] in nm.containers and last in nm.fused_3d and _is_3d(params, nm):
             _moe(moes, parent, nm.fused_3d[last]).fused3d[last] = (module, params)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, reason
 from quantspec.plan.contract import check_module
-from quantspec.plan.discover import MoEUnit
+from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
 from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
 from quantspec.vocab import LayerKind, MatrixLayer
@@ -77,44 +78,37 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
                                         where=u.name))
     # ---------------------------------------------------------------- resolution of every expert
     names = [n for _, n in per_expert]
-    resolve = p.resolver.quant_of
     # quant per (expert, proj); grouped by object identity first (descriptions share one QuantSpec
     # object per label), so equality/hashing of specs runs on a handful of objects, not per expert.
     res: dict[str, list[QuantSpec | None]] = {}
     unmatched: list[str] = []
     for name in names:
-        col: list[QuantSpec | None] = []
-        for e in ids:
-            module = f"{u.name}.{e}.{name}"
-            quant, matched = resolve(module)
-            if not matched:
-                unmatched.append(module)
-            col.append(quant)
-        res[name] = col
+        res[name], missing = p.resolver.quants([f"{u.name}.{e}.{name}" for e in ids])
+        unmatched += missing
     if unmatched:
         v.reasons.append(reason(
             Code.PLAN_NO_SCHEME, f"{len(unmatched)} expert module(s) of {u.name} have no entry in "
             f"{p.s.desc.source}: {', '.join(unmatched[:3])}", where=u.name,
             hint="every expert module needs its '<module>.weight' entry"))
         return p.build(v, shards=u.projs, experts=tuple(ids))
-    # Distinct agreement keys get small integer ids; counting and comparing ints is cheap.
+    # Distinct agreement keys get small integer ids; counting and comparing ints is cheap, and the
+    # per-expert steps below are C-level maps over the column (256 experts x 61 layers).
     canon: list[object] = []
     quant_of: list[QuantSpec | None] = []
     majority: dict[str, int] = {}
     key_of: dict[str, list[int]] = {}
     for name in names:
+        col = res[name]
+        col_ids = list(map(id, col))
         by_id: dict[int, int] = {}
-        keys: list[int] = []
-        for quant in res[name]:
-            idx = by_id.get(id(quant))
-            if idx is None:
-                key = agreement_key(quant)
-                idx = next((j for j, c in enumerate(canon) if c == key), len(canon))
-                if idx == len(canon):
-                    canon.append(key)
-                    quant_of.append(quant)
-                by_id[id(quant)] = idx
-            keys.append(idx)
+        for qid, quant in dict(zip(col_ids, col, strict=True)).items():  # distinct objects, first-seen order
+            key = agreement_key(quant)
+            idx = next((j for j, c in enumerate(canon) if c == key), len(canon))
+            if idx == len(canon):
+                canon.append(key)
+                quant_of.append(quant)
+            by_id[qid] = idx
+        keys = list(map(by_id.__getitem__, col_ids))
         key_of[name] = keys
         majority[name] = Counter(keys).most_common(1)[0][0] if keys else 0
     if len(set(majority.values())) > 1:
@@ -124,7 +118,8 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
             hint="gate and up projections are one fused weight (w13) and must share one quantization"))
     odd: list[str] = []
     odd_ids: list[int] = []
-    odd_idx = sorted({i for n in names for i, k in enumerate(key_of[n]) if k != majority[n]})
+    uniform = all(keys.count(majority[n]) == len(keys) for n, keys in key_of.items())  # the usual case
+    odd_idx = [] if uniform else sorted({i for n in names for i, k in enumerate(key_of[n]) if k != majority[n]})
     for i in odd_idx:
         e = ids[i]
         bad = [f"{n} {label_of(res[n][i])}" for n in names if key_of[n][i] != majority[n]]
@@ -176,18 +171,19 @@ def _contract(p: Planner, v: Verdict, u: MoEUnit, ids: list[int], group: str) ->
             if c.n is not None and c.k is not None:
                 v.members.append((proj, c.n, c.k))
             rels = [t.name[len(module0) + 1:] for t in c.used]
-            sig0 = {k: (t.dtype, t.shape) for k, t in params0.items()}
+            sig0 = _signature(params0)
             odd: list[int] = []
             first_diff = ""
+            tensors = v.tensors
             for e in ids:
                 got = u.experts[e].get(proj)
                 if got is None:
                     continue
                 module, params = got
-                v.tensors += [f"{module}.{r}" for r in rels]
+                tensors += map(f"{module}.".__add__, rels)
                 if e == e0:
                     continue
-                sig = {k: (t.dtype, t.shape) for k, t in params.items()}
+                sig = _signature(params)
                 if sig != sig0:
                     odd.append(e)
                     first_diff = first_diff or _diff(sig0, sig, e0, e)
@@ -209,6 +205,15 @@ def _contract(p: Planner, v: Verdict, u: MoEUnit, ids: list[int], group: str) ->
         if u.fused3d:
             # finish() computes bytes per member; fused 3-D members hold all experts already.
             v.units = len(ids)
+
+
+#: (dtype, shape) of a TensorInfo, as a C-level call (the signature is taken for every expert).
+_DTYPE_SHAPE = itemgetter(1, 2)
+
+
+def _signature(params: Params) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{param: (dtype, shape)}`` of one module, what every expert must share with the first."""
+    return dict(zip(params, map(_DTYPE_SHAPE, params.values()), strict=True))
 
 
 def _diff(sig0: dict[str, tuple[str, tuple[int, ...]]], sig: dict[str, tuple[str, tuple[int, ...]]],
