@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from operator import itemgetter
+from itertools import chain
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from quantspec.description import QuantSpec
@@ -175,6 +176,14 @@ def _contract(p: Planner, v: Verdict, u: MoEUnit, ids: list[int], group: str) ->
             odd: list[int] = []
             first_diff = ""
             tensors = v.tensors
+            present = [got[1] for got in map(methodcaller("get", proj), map(u.experts.__getitem__, ids)) if got]
+            if set(rels) <= sig0.keys() and _uniform(present, sig0):
+                # The usual case, checked with C-level maps: every expert has exactly the first
+                # expert's tensors, so its names are those of the same params.
+                if rels:
+                    rows = map(itemgetter(*rels), present)
+                    tensors += map(_NAME, chain.from_iterable(rows) if len(rels) > 1 else rows)
+                continue
             for e in ids:
                 got = u.experts[e].get(proj)
                 if got is None:
@@ -214,6 +223,24 @@ _DTYPE_SHAPE = itemgetter(1, 2)
 def _signature(params: Params) -> dict[str, tuple[str, tuple[int, ...]]]:
     """``{param: (dtype, shape)}`` of one module, what every expert must share with the first."""
     return dict(zip(params, map(_DTYPE_SHAPE, params.values()), strict=True))
+
+
+#: A TensorInfo's full name.
+_NAME = itemgetter(0)
+
+
+def _uniform(modules: list[Params], sig0: dict[str, tuple[str, tuple[int, ...]]]) -> bool:
+    """Whether every module has exactly the params, dtypes and shapes of ``sig0``.
+
+    Equivalent to ``_signature(m) == sig0`` for each module, but one C-level map per param over
+    all experts instead of a signature per expert.
+    """
+    if set(map(len, modules)) - {len(sig0)}:
+        return False
+    try:
+        return all(set(map(_DTYPE_SHAPE, map(itemgetter(p), modules))) <= {s} for p, s in sig0.items())
+    except KeyError:  # a module lacks one of the params
+        return False
 
 
 def _diff(sig0: dict[str, tuple[str, tuple[int, ...]]], sig: dict[str, tuple[str, tuple[int, ...]]],
