@@ -36,25 +36,6 @@ A5_ROWS = {
 }
 IDS = [c.id for c in CASES]
 
-#: Cases the runtime does not load yet although the plan accepts them (a plan/runtime
-#: disagreement, reported; strict: the marker must go when the runtime catches up).
-KNOWN_LOAD_GAPS = {
-    "gptq_v1_w4a16_act_order_qwen3moe": (
-        "plan accepts act-order GPTQ experts (matrix gptq/w4a16/moe constraint act_order: permute K at load) but "
-        "quantspec.runtime.moe.groups.WeightOnlyExperts refuses non-monotone g_idx"
-    ),
-}
-
-
-def loaded_params(cases: list[Case] | tuple[Case, ...]) -> list[object]:
-    """Cases as pytest params; known load gaps are strict xfails."""
-    return [
-        pytest.param(c, id=c.id, marks=pytest.mark.xfail(reason=KNOWN_LOAD_GAPS[c.id], strict=True))
-        if c.id in KNOWN_LOAD_GAPS else pytest.param(c, id=c.id)
-        for c in cases
-    ]
-
-
 def _row(e: MatrixEntry) -> tuple[str, str, str]:
     return (e.family.value, e.scheme.value, e.layer.value)
 
@@ -101,7 +82,7 @@ def test_plan_accepts_and_exercises_the_rows(session: Session, case: Case) -> No
             assert "/".join(row) in entries, f"{case.id}: plan does not use {'/'.join(row)} (uses {sorted(entries)})"
 
 
-@pytest.mark.parametrize("case", loaded_params(CASES))
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_load_install_and_logits_within_bound(session: Session, case: Case) -> None:
     loaded = session.loaded(case)
     ref = session.float_ref(case.arch, case.dtype)
@@ -118,7 +99,7 @@ def test_load_install_and_logits_within_bound(session: Session, case: Case) -> N
 GGUF = ("gguf-py", "gguf-py writer, quantspec Q6_K blocks")
 
 
-@pytest.mark.parametrize("case", loaded_params(CASES))
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_module_names_are_checkpoint_names(session: Session, case: Case) -> None:
     loaded = session.loaded(case)
     ref = session.float_ref(case.arch, case.dtype)
@@ -157,7 +138,7 @@ def _effective(session: Session, case: Case) -> list[tuple[str, torch.Tensor, to
     return out
 
 
-@pytest.mark.parametrize("case", loaded_params([c for c in CASES if c.probe]))
+@pytest.mark.parametrize("case", [c for c in CASES if c.probe], ids=lambda c: c.id)
 def test_effective_weights_within_half_a_step(session: Session, case: Case) -> None:
     targets = _effective(session, case)
     exported = session.loaded(case).exported
@@ -171,7 +152,7 @@ def test_effective_weights_within_half_a_step(session: Session, case: Case) -> N
 MOE_CASES = [c for c in CASES if c.arch is not TinyArch.LLAMA]
 
 
-@pytest.mark.parametrize("case", loaded_params(MOE_CASES))
+@pytest.mark.parametrize("case", MOE_CASES, ids=lambda c: c.id)
 def test_expert_outputs_close_to_float_experts(session: Session, case: Case) -> None:
     loaded = session.loaded(case)
     ref = session.float_ref(case.arch, case.dtype)
@@ -191,7 +172,7 @@ def test_expert_outputs_close_to_float_experts(session: Session, case: Case) -> 
 REFERENCED = [c for c in CASES if c.reference_by]
 
 
-@pytest.mark.parametrize("case", loaded_params(REFERENCED))
+@pytest.mark.parametrize("case", REFERENCED, ids=lambda c: c.id)
 def test_matches_the_producers_dequantized_weights(session: Session, case: Case) -> None:
     loaded = session.loaded(case)
     reference = loaded.exported.reference

@@ -8,5 +8,6 @@ Used by the end-to-end tests, the demo and the benchmarks (imports torch and tra
 * :mod:`quantspec.runtime.testing.export_ct` -- compressed-tensors folders written by the
   compressed-tensors library;
 * :mod:`quantspec.runtime.testing.export_gguf` -- GGUF files written by gguf-py;
-* :mod:`quantspec.runtime.testing.cases` -- one end-to-end case per supported matrix row.
+* :mod:`quantspec.runtime.testing.cases` -- the end-to-end cases (one or more per matrix row) and bounds;
+* :mod:`quantspec.runtime.testing.metrics` -- logit, weight and expert-output comparisons.
 """

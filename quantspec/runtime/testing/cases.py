@@ -10,6 +10,7 @@ docs/e2e.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,8 +40,9 @@ Exporter = Callable[[PreTrainedModel, TinyArch, Path], Exported]
 class Bound:
     """What the quantized model's logits must satisfy against the float model's.
 
-    ``cosine``: minimum mean cosine similarity of per-token logit vectors; ``rel_err``: maximum
-    ``||L_q - L_f|| / ||L_f||`` over the whole batch; ``top1``: minimum fraction of tokens whose
+    ``rel_err``: maximum ``||L_q - L_f|| / ||L_f||`` over the whole batch; :attr:`cosine`: the
+    minimum mean cosine similarity of per-token logit vectors that goes with it (noise of relative
+    size r uncorrelated with the logits gives cosine 1 / sqrt(1 + r^2)); ``top1``: minimum fraction of tokens whose
     arg-max agrees; ``weight_err``: maximum ``max|W_eff - W| / max|W|`` of any quantized linear
     (the half quantization step of the format, plus slack), when weights can be probed;
     ``expert_err``: maximum ``||y_q - y_f|| / ||y_f||`` of one expert's SwiGLU output (three
@@ -48,47 +50,41 @@ class Bound:
     """
 
     name: str
-    cosine: float
     rel_err: float
     top1: float
     weight_err: float
     expert_err: float
 
+    @property
+    def cosine(self) -> float:
+        """Minimum mean cosine similarity: ``1 / sqrt(1 + rel_err^2)``, rounded down to 3 decimals."""
+        return math.floor(1000 / math.sqrt(1 + self.rel_err**2)) / 1000
+
     def for_moe(self) -> Bound:
         """The bound of a MoE model: top-k routing is discrete, so a slightly perturbed hidden
         state can send a near-tie token to another expert and change its MLP output by O(1);
         a few such flips over 32 tokens x 2 layers add about 0.05 to the relative error."""
-        return Bound(f"{self.name}, MoE routing", cosine=self.cosine - 0.01, rel_err=self.rel_err + 0.08,
+        return Bound(f"{self.name}, MoE routing", rel_err=self.rel_err + 0.08,
                      top1=self.top1 - 0.10, weight_err=self.weight_err, expert_err=self.expert_err)
 
 
 #: Bounds by error class (see docs/e2e.md for the derivation of each number). The relative
 #: logit error of a model whose n quantized linears each add independent relative noise e is
 #: about e * sqrt(n) (n = 14 for the dense tiny model); the bounds sit about 1.5x above that.
-W8_ONLY = Bound(
-    "8-bit weights, float activations", cosine=0.998, rel_err=0.05, top1=0.80, weight_err=0.012, expert_err=0.03
-)
-W8A8 = Bound(
-    "8-bit weights, 8-bit activations", cosine=0.995, rel_err=0.09, top1=0.70, weight_err=0.012, expert_err=0.045
-)
-MX8 = Bound("MXFP8 weights and activations", cosine=0.98, rel_err=0.22, top1=0.55, weight_err=0.13, expert_err=0.13)
-W5_ONLY = Bound(
-    "5-bit group-32 weights (GGUF Q5)", cosine=0.99, rel_err=0.15, top1=0.60, weight_err=0.05, expert_err=0.12
-)
-W4_ONLY = Bound(
-    "4-bit group weights, float activations", cosine=0.90, rel_err=0.50, top1=0.30, weight_err=0.085, expert_err=0.3
-)
+W8_ONLY = Bound("8-bit weights, float activations", rel_err=0.05, top1=0.80, weight_err=0.012, expert_err=0.03)
+W8A8 = Bound("8-bit weights, 8-bit activations", rel_err=0.09, top1=0.70, weight_err=0.012, expert_err=0.045)
+MX8 = Bound("MXFP8 weights and activations", rel_err=0.22, top1=0.55, weight_err=0.13, expert_err=0.13)
+W5_ONLY = Bound("5-bit group-32 weights (GGUF Q5)", rel_err=0.22, top1=0.55, weight_err=0.05, expert_err=0.12)
+W4_ONLY = Bound("4-bit group weights, float activations", rel_err=0.50, top1=0.30, weight_err=0.085, expert_err=0.3)
 #: ggml's Q4_0 takes d from the *signed* max (d = max / -8), so values of the other sign clip at 7/8
 #: of the block max: the worst weight error is 1/8 of the max, not half a step.
-Q4_0 = Bound("4-bit GGUF Q4_0 blocks", cosine=0.90, rel_err=0.50, top1=0.30, weight_err=0.135, expert_err=0.3)
+Q4_0 = Bound("4-bit GGUF Q4_0 blocks", rel_err=0.50, top1=0.30, weight_err=0.135, expert_err=0.3)
 #: Q6_K: 6-bit codes of 16-element sub-blocks (half step 1/62 of the sub-block max) with int8
 #: sub-scales (1/254 of the super-block max) and an fp16 d.
-Q6_K = Bound("6-bit GGUF Q6_K blocks", cosine=0.995, rel_err=0.12, top1=0.60, weight_err=0.03, expert_err=0.06)
-W4A8 = Bound(
-    "4-bit per-channel weights, 8-bit activations",
-    cosine=0.88, rel_err=0.55, top1=0.30, weight_err=0.085, expert_err=0.35,
-)
-W4A4 = Bound("4-bit weights, 4-bit activations", cosine=0.70, rel_err=0.80, top1=0.15, weight_err=0.085, expert_err=0.6)
+Q6_K = Bound("6-bit GGUF Q6_K blocks", rel_err=0.12, top1=0.60, weight_err=0.03, expert_err=0.06)
+W4A8 = Bound("4-bit per-channel weights, 8-bit activations", rel_err=0.55, top1=0.30, weight_err=0.085,
+             expert_err=0.35)
+W4A4 = Bound("4-bit weights, 4-bit activations", rel_err=0.80, top1=0.15, weight_err=0.085, expert_err=0.6)
 
 
 @dataclass(frozen=True)
