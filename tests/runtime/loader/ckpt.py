@@ -133,3 +133,13 @@ def w4a8_pairs(w: Tensor, *, down: bool) -> dict[str, Tensor]:
     else:
         t["scale_bias"] = 8.0 * (q * s).sum(1, keepdim=True)
     return t
+
+
+def llama_w8a8(path: Path) -> PreTrainedModel:
+    """Maker of the shared ModelSlim W8A8_DYNAMIC Llama checkpoint."""
+    return write_modelslim(path, TinyArch.LLAMA)
+
+
+def qwen3_w8a8(path: Path) -> PreTrainedModel:
+    """Maker of the shared ModelSlim W8A8_DYNAMIC Qwen3-MoE checkpoint."""
+    return write_modelslim(path, TinyArch.QWEN3_MOE)

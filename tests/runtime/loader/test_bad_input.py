@@ -15,15 +15,16 @@ from safetensors.torch import load_file, save_file
 from quantspec.errors import Code, InvalidCheckpoint, PlanRejected, QuantspecError
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.loader.reader import TensorReader
-from quantspec.runtime.testing.models import TinyArch
-from tests.runtime.loader.ckpt import write_modelslim
+from tests.runtime.loader.ckpt import llama_w8a8
+from tests.runtime.loader.conftest import Checkpoints
 
 Q = "model.layers.0.self_attn.q_proj"
 
 
-def _ckpt(tmp_path: Path) -> Path:
-    write_modelslim(tmp_path, TinyArch.LLAMA)
-    return tmp_path
+@pytest.fixture
+def path(ckpts: Checkpoints, tmp_path: Path) -> Path:
+    """A private copy of the shared Llama W8A8_DYNAMIC checkpoint (these tests damage it)."""
+    return ckpts.copy("llama_w8a8", llama_w8a8, tmp_path / "m")[0]
 
 
 def _edit(path: Path, **changes: torch.Tensor | None) -> None:
@@ -41,24 +42,21 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_missing_tensor(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_missing_tensor(path: Path) -> None:
     _edit(path, **{f"{Q}.weight_scale".replace(".", "__"): None})
     with pytest.raises(PlanRejected) as exc:
         load_quantized(path, "cpu", progress=False)
     assert any(r.code is Code.TENSOR_MISSING and "q_proj.weight_scale" in r.message for r in exc.value.reasons)
 
 
-def test_shape_contradicting_plan(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_shape_contradicting_plan(path: Path) -> None:
     _edit(path, **{f"{Q}.weight_scale".replace(".", "__"): torch.ones(255, 1, dtype=torch.bfloat16)})
     with pytest.raises(PlanRejected) as exc:
         load_quantized(path, "cpu", progress=False)
     assert any(r.code is Code.TENSOR_SHAPE and "q_proj.weight_scale" in (r.where or "") for r in exc.value.reasons)
 
 
-def test_corrupt_values_name_the_layer_and_leave_nothing(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_corrupt_values_name_the_layer_and_leave_nothing(path: Path) -> None:
     _edit(path, **{f"{Q}.weight_scale".replace(".", "__"): torch.full((256, 1), float("nan"), dtype=torch.bfloat16)})
     before = _open_fds()
     with pytest.raises(InvalidCheckpoint) as exc:
@@ -67,8 +65,7 @@ def test_corrupt_values_name_the_layer_and_leave_nothing(tmp_path: Path) -> None
     assert _open_fds() == before  # every file closed
 
 
-def test_truncated_file(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_truncated_file(path: Path) -> None:
     f = path / "model.safetensors"
     os.truncate(f, f.stat().st_size - 100)
     with pytest.raises(InvalidCheckpoint) as exc:
@@ -77,9 +74,8 @@ def test_truncated_file(tmp_path: Path) -> None:
     assert exc.value.reasons[0].file == str(f) and exc.value.reasons[0].where
 
 
-def test_truncated_after_planning(tmp_path: Path) -> None:
+def test_truncated_after_planning(path: Path) -> None:
     """The reader re-checks every read: a file that shrank since planning names the tensor."""
-    path = _ckpt(tmp_path)
     f = path / "model.safetensors"
     names = {n: "model.safetensors" for n in load_file(str(f))}
     with TensorReader(path, names) as reader:
@@ -101,8 +97,7 @@ def _rewrite_header(f: Path, edit: object) -> None:
     f.write_bytes(raw[:8] + text + raw[8 + n:])
 
 
-def test_overlapping_offsets(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_overlapping_offsets(path: Path) -> None:
 
     def overlap(h: dict[str, dict[str, list[int]]]) -> None:
         a, b = h["model.norm.weight"], h["model.layers.0.input_layernorm.weight"]
@@ -115,8 +110,7 @@ def test_overlapping_offsets(tmp_path: Path) -> None:
     assert exc.value.reasons[0].file == str(path / "model.safetensors")
 
 
-def test_offsets_past_end(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_offsets_past_end(path: Path) -> None:
 
     def past(h: dict[str, dict[str, list[int]]]) -> None:
         last = max((k for k in h if k != "__metadata__"), key=lambda k: h[k]["data_offsets"][1])
@@ -130,8 +124,7 @@ def test_offsets_past_end(tmp_path: Path) -> None:
     assert exc.value.reasons[0].where == past.name  # type: ignore[attr-defined]
 
 
-def test_weight_map_leaving_folder(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path / "m")
+def test_weight_map_leaving_folder(path: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.safetensors"
     save_file({"x": torch.zeros(1)}, str(outside))
     names = load_file(str(path / "model.safetensors"))
@@ -159,8 +152,7 @@ def test_pickle_weights_refused(tmp_path: Path, name: str, monkeypatch: pytest.M
     assert not (tmp_path / "UNPICKLED").exists()
 
 
-def test_index_naming_pickle_refused(tmp_path: Path) -> None:
-    path = _ckpt(tmp_path)
+def test_index_naming_pickle_refused(path: Path) -> None:
     (path / "pytorch_model-00001.bin").write_bytes(pickle.dumps({"a": 1}))
     wm = {"lm_head.weight": "pytorch_model-00001.bin"}
     (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": wm}))

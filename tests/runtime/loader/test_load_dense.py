@@ -17,7 +17,15 @@ from quantspec.runtime.moe.groups import WeightOnlyExperts
 from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic
 from quantspec.runtime.schemes.weight_only import WeightOnlyLinear
 from quantspec.runtime.testing.models import TinyArch, logits, token_batch
-from tests.runtime.loader.ckpt import fake_quant_reference, meta_model, write_float, write_gptq, write_modelslim
+from tests.runtime.loader.ckpt import (
+    fake_quant_reference,
+    llama_w8a8,
+    meta_model,
+    write_float,
+    write_gptq,
+    write_modelslim,
+)
+from tests.runtime.loader.conftest import Checkpoints
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -29,9 +37,9 @@ def test_lazy_export() -> None:
     assert quantspec.QuantizedModel is QuantizedModel
 
 
-def test_llama_modelslim_w8a8_dynamic(tmp_path: Path) -> None:
-    ref = write_modelslim(tmp_path, TinyArch.LLAMA)
-    qm = load_quantized(tmp_path, "cpu", progress=False)
+def test_llama_modelslim_w8a8_dynamic(ckpts: Checkpoints) -> None:
+    path, ref = ckpts.get("llama_w8a8", llama_w8a8)
+    qm = load_quantized(path, "cpu", progress=False)
     assert qm.plan.accepted
     # one module per checkpoint module name, not per fused layer
     assert "model.layers.0.self_attn.q_proj" in qm.modules
@@ -103,10 +111,9 @@ def test_gptq_moe_weight_only(tmp_path: Path) -> None:
     assert _rel(logits(model, tokens), logits(ref, tokens)) < 0.6  # int4 round-to-nearest of random weights
 
 
-def test_install_fused_model_module(tmp_path: Path) -> None:
+def test_install_fused_model_module(ckpts: Checkpoints) -> None:
     """Separate q/k/v checkpoint shards go into a model that fuses them as qkv_proj."""
-    write_modelslim(tmp_path, TinyArch.LLAMA)
-    qm = load_quantized(tmp_path, "cpu", progress=False)
+    qm = load_quantized(ckpts.get("llama_w8a8", llama_w8a8)[0], "cpu", progress=False)
     attn = torch.nn.Module()
     attn.qkv_proj = torch.nn.Linear(256, 512)
     model = torch.nn.Module()
@@ -133,16 +140,15 @@ def test_tied_embeddings(tmp_path: Path) -> None:
     assert model.lm_head.weight is model.model.embed_tokens.weight
 
 
-def test_install_missing_module_is_named(tmp_path: Path) -> None:
-    write_modelslim(tmp_path, TinyArch.LLAMA)
-    qm = load_quantized(tmp_path, "cpu", progress=False)
+def test_install_missing_module_is_named(ckpts: Checkpoints) -> None:
+    qm = load_quantized(ckpts.get("llama_w8a8", llama_w8a8)[0], "cpu", progress=False)
     with pytest.raises(InvalidInput, match="no submodule"):
         qm.install(torch.nn.Linear(2, 2))
 
 
-def test_failed_install_leaves_the_model_unchanged(tmp_path: Path) -> None:
-    ref = write_modelslim(tmp_path, TinyArch.LLAMA)
-    qm = load_quantized(tmp_path, "cpu", progress=False)
+def test_failed_install_leaves_the_model_unchanged(ckpts: Checkpoints) -> None:
+    path, ref = ckpts.get("llama_w8a8", llama_w8a8)
+    qm = load_quantized(path, "cpu", progress=False)
     qm._tensors["model.norm.weight"] = torch.ones(3, dtype=torch.bfloat16)  # contradicts the model
     model = meta_model(ref)
     before = {n: id(p) for n, p in model.named_parameters()}
@@ -153,8 +159,8 @@ def test_failed_install_leaves_the_model_unchanged(tmp_path: Path) -> None:
     assert {n: id(m) for n, m in model.named_modules()} == modules
 
 
-def test_plan_rejection_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_modelslim(tmp_path, TinyArch.LLAMA)
+def test_plan_rejection_before_reading(ckpts: Checkpoints, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = ckpts.get("llama_w8a8", llama_w8a8)[0]
     from quantspec.runtime.loader import reader
 
     def boom(*a: object, **k: object) -> None:
@@ -162,21 +168,20 @@ def test_plan_rejection_before_reading(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(reader._File, "read", boom)
     with pytest.raises(PlanRejected) as exc:
-        load_quantized(tmp_path, "cpu", target="a5", progress=False)  # W8A8_DYNAMIC is not supported on a5
+        load_quantized(path, "cpu", target="a5", progress=False)  # W8A8_DYNAMIC is not supported on a5
     assert len(exc.value.reasons) >= 8  # every rejected layer, not only the first
 
 
-def test_npu_without_torch_npu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npu_without_torch_npu(ckpts: Checkpoints, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch_npu", None)
-    write_modelslim(tmp_path, TinyArch.LLAMA)
     with pytest.raises(BackendUnavailable) as exc:
-        load_quantized(tmp_path, "npu", progress=False)
+        load_quantized(ckpts.get("llama_w8a8", llama_w8a8)[0], "npu", progress=False)
     assert exc.value.reasons[0].hint
 
 
-def test_bad_arguments(tmp_path: Path) -> None:
-    write_modelslim(tmp_path, TinyArch.LLAMA)
+def test_bad_arguments(ckpts: Checkpoints) -> None:
+    path = ckpts.get("llama_w8a8", llama_w8a8)[0]
     with pytest.raises(InvalidInput, match="tp_rank"):
-        load_quantized(tmp_path, "cpu", tp_rank=2, tp_size=2)
+        load_quantized(path, "cpu", tp_rank=2, tp_size=2)
     with pytest.raises(InvalidInput, match="unknown device"):
-        load_quantized(tmp_path, "gpu")
+        load_quantized(path, "gpu")

@@ -17,7 +17,8 @@ from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe.groups_mx import OnlineMxFp8Experts
 from quantspec.runtime.schemes.mxfp8 import OnlineMxFp8
 from quantspec.runtime.testing.models import TinyArch, logits, token_batch
-from tests.runtime.loader.ckpt import meta_model, write_float, write_modelslim
+from tests.runtime.loader.ckpt import llama_w8a8, meta_model, write_float
+from tests.runtime.loader.conftest import Checkpoints
 
 
 def _pipeline(root: Path) -> None:
@@ -74,8 +75,8 @@ def test_online_mxfp8(tmp_path: Path) -> None:
     assert float((got - want).norm() / want.norm()) < 0.35  # fp8 weights and activations, two layers
 
 
-def test_progress_bar_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_modelslim(tmp_path, TinyArch.LLAMA)
+def test_progress_bar_only_on_a_terminal(ckpts: Checkpoints, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path = ckpts.get("llama_w8a8", llama_w8a8)[0]
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

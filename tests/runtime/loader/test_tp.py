@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
+from transformers import PreTrainedModel
 
 from quantspec.errors import Code, InvalidCheckpoint, PlanRejected
 from quantspec.runtime import writers as W
@@ -20,7 +21,8 @@ from quantspec.runtime.loader import Parallel, load_quantized
 from quantspec.runtime.loader.tp import TensorParallel, shard_tensors
 from quantspec.runtime.testing.models import TinyArch
 from quantspec.schemes import lookup_spec
-from tests.runtime.loader.ckpt import Quantizer, w8a8_dynamic, write_gptq, write_modelslim
+from tests.runtime.loader.ckpt import Quantizer, qwen3_w8a8, w8a8_dynamic, write_gptq, write_modelslim
+from tests.runtime.loader.conftest import Checkpoints
 from tests.runtime.loader.tp_inputs import inputs_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,10 +48,13 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def test_two_ranks_match_unsharded(tmp_path: Path) -> None:
-    dense, moe = tmp_path / "dense", tmp_path / "moe"
-    write_modelslim(dense, TinyArch.LLAMA, choose=_mixed)
-    write_modelslim(moe, TinyArch.QWEN3_MOE)
+def _llama_mixed(path: Path) -> PreTrainedModel:
+    return write_modelslim(path, TinyArch.LLAMA, choose=_mixed)
+
+
+def test_two_ranks_match_unsharded(ckpts: Checkpoints, tmp_path: Path) -> None:
+    dense = ckpts.get("llama_mixed", _llama_mixed)[0]
+    moe = ckpts.get("qwen3_w8a8", qwen3_w8a8)[0]
     cases = [
         [str(dense), "model.layers.0.self_attn.q_proj", "column"],  # W8A8_DYNAMIC, column
         [str(dense), "model.layers.0.self_attn.o_proj", "row"],  # W8A8_DYNAMIC, row
@@ -86,8 +91,8 @@ def test_two_ranks_match_unsharded(tmp_path: Path) -> None:
     assert full[str(dense)].parallel["model.layers.1.mlp.down_proj"] is Parallel.ROW
 
 
-def test_quant_bias_only_on_rank0(tmp_path: Path) -> None:
-    write_modelslim(tmp_path, TinyArch.LLAMA, choose=_mixed)
+def test_quant_bias_only_on_rank0(ckpts: Checkpoints) -> None:
+    tmp_path = ckpts.get("llama_mixed", _llama_mixed)[0]
     r0 = load_quantized(tmp_path, "cpu", tp_rank=0, tp_size=2, progress=False)
     r1 = load_quantized(tmp_path, "cpu", tp_rank=1, tp_size=2, progress=False)
     down = "model.layers.0.mlp.down_proj"
