@@ -9,8 +9,12 @@ Bounds and their reasoning: docs/e2e.md.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM
 
 import quantspec
 from quantspec.matrix import MatrixEntry
@@ -23,7 +27,7 @@ from quantspec.runtime.testing.metrics import (
     max_rel_diff,
     swiglu_reference,
 )
-from quantspec.runtime.testing.models import TinyArch, expert_names
+from quantspec.runtime.testing.models import TinyArch, expert_names, logits
 from quantspec.vocab import MatrixLayer, NpuGen, Status
 from tests.e2e.conftest import Session
 
@@ -199,3 +203,29 @@ def test_matches_the_producers_dequantized_weights(session: Session, case: Case)
             assert err <= expert_tol, f"{case.id}: {name} expert {e} output differs by {err:.5f}"
             checked += 1
     assert checked, f"{case.id}: nothing compared with the producer's weights"
+
+
+def test_case_ids_are_unique() -> None:
+    assert len(IDS) == len(set(IDS))
+
+
+def test_bounds_reject_a_checkpoint_read_with_the_wrong_zero_convention(session: Session, tmp_path: Path) -> None:
+    """Negative control: a GPTQ v1 folder (zeros stored minus one) whose config claims ``gptq_v2``
+    loads without error but every zero point is off by one; the bounds must catch it."""
+    case = next(c for c in CASES if c.id == "gptq_v1_w4a16_llama")
+    ref = session.float_ref(case.arch, case.dtype)
+    exp = case.export(ref.model, case.arch, tmp_path / "mislabelled")
+    config = json.loads((exp.path / "config.json").read_text())
+    config["quantization_config"]["checkpoint_format"] = "gptq_v2"
+    (exp.path / "config.json").write_text(json.dumps(config))
+    (exp.path / "quantize_config.json").unlink()
+    qm = quantspec.load_quantized(exp.path, device="cpu", target="a2", progress=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+            AutoConfig.from_pretrained(exp.path), dtype=case.dtype)
+    qm.install(model)
+    stats = logit_stats(logits(model, session.tokens), ref.logits)
+    assert stats.rel_err > bound_of(case).rel_err and stats.cosine < bound_of(case).cosine, stats
+    module = "model.layers.0.mlp.up_proj"
+    w = ref.state[f"{module}.weight"]
+    assert max_rel_diff(effective_weight(qm.modules[module], w.size(1), case.dtype), w) > case.bound.weight_err
