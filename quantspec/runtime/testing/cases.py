@@ -74,7 +74,8 @@ class Bound:
 W8_ONLY = Bound("8-bit weights, float activations", rel_err=0.05, top1=0.80, weight_err=0.012, expert_err=0.03)
 W8A8 = Bound("8-bit weights, 8-bit activations", rel_err=0.09, top1=0.70, weight_err=0.012, expert_err=0.045)
 MX8 = Bound("MXFP8 weights and activations", rel_err=0.22, top1=0.55, weight_err=0.13, expert_err=0.13)
-W5_ONLY = Bound("5-bit group-32 weights (GGUF Q5)", rel_err=0.22, top1=0.55, weight_err=0.05, expert_err=0.12)
+#: GGUF Q5_0 takes d from the signed max (d = max / -16), so the other sign clips at 15/16: 1/16.
+W5_ONLY = Bound("5-bit group-32 weights (GGUF Q5)", rel_err=0.22, top1=0.55, weight_err=0.07, expert_err=0.12)
 W4_ONLY = Bound("4-bit group weights, float activations", rel_err=0.50, top1=0.30, weight_err=0.085, expert_err=0.3)
 #: ggml's Q4_0 takes d from the *signed* max (d = max / -8), so values of the other sign clip at 7/8
 #: of the block max: the worst weight error is 1/8 of the max, not half a step.
@@ -204,6 +205,9 @@ CASES: tuple[Case, ...] = (
     # ---------------------------------------------------------------- GGUF (gguf-py)
     Case("gguf_q8_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q8_0), W8_ONLY, reference_by=GGL),
     Case("gguf_q4_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_0), Q4_0, reference_by=GGL),
+    Case("gguf_q4_1_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_1), W4_ONLY, reference_by=GGL),
+    Case("gguf_q5_0_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL, _gguf(QT.Q5_0), W5_ONLY,
+         reference_by=GGL),
     Case("gguf_q5_1_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q5_1), W5_ONLY, reference_by=GGL),
     Case("gguf_q6_k_llama", ((GG, "gguf", "linear"),), L, GGL_Q6K, _gguf(QT.Q6_K), Q6_K, reference_by=GGL),
     Case("gguf_q6_k_qwen3moe", ((GG, "gguf", "linear"), (GG, "gguf", "moe")), Q, GGL_Q6K, _gguf(QT.Q6_K), Q6_K,
