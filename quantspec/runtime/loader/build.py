@@ -10,6 +10,7 @@ has been built, so a failure leaves nothing half-loaded behind.
 from __future__ import annotations
 
 import ctypes
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts,
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes import linear_scheme_for
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import Backend, FormatFamily, LayerKind, Layout, MatrixLayer, SchemeId
+from quantspec.vocab import Backend, FormatFamily, LayerKind, MatrixLayer, SchemeId
 
 #: Float dtypes a float tensor is cast from (to the model dtype); other dtypes are kept.
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -48,6 +49,10 @@ def _trim() -> Callable[[], object]:
 #: megabyte-sized checkpoint copies from its heap once its dynamic mmap threshold has grown,
 #: and freed heap pages stay resident: without this, peak RSS drifts to ~1.5x the result.
 release_freed_memory = _trim()
+
+
+#: Units built concurrently (two: one reads while the other repacks).
+PARALLEL_UNITS = 2
 
 
 @dataclass
@@ -84,7 +89,6 @@ class Builder:
         self.tp = tp
         self.tick = tick
         self.out = Built()
-        self._cache: dict[str, Tensor] = {}
         #: Tensors are moved to the NPU before repacking, so the transforms run on the device.
         self.device = torch.device("npu" if ops.backend is Backend.NPU else "cpu")
 
@@ -105,36 +109,37 @@ class Builder:
         closing: dict[int, list[str]] = {}
         for f, i in last_use.items():
             closing.setdefault(i, []).append(f)
-        # One reader thread fetches the next unit while this one is repacked (reads and torch ops
-        # release the GIL), so I/O overlaps compute.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantspec-read") as pool:
-            ahead: Future[dict[str, Tensor]] | None = pool.submit(self._fetch, units[0][1]) if units else None
+        # Two units are built at once (reads and torch ops release the GIL): one reads while the
+        # other repacks. Results are taken in order, so files close and errors surface in order.
+        with ThreadPoolExecutor(max_workers=PARALLEL_UNITS, thread_name_prefix="quantspec-load") as pool:
+            pending: deque[Future[None]] = deque()
+            submitted = 0
             for i, (_, unit) in enumerate(units):
-                assert ahead is not None
+                while submitted < len(units) and submitted <= i + PARALLEL_UNITS - 1:
+                    pending.append(pool.submit(self._build_named, units[submitted][1]))
+                    submitted += 1
                 try:
-                    self._cache = ahead.result()
-                    ahead = pool.submit(self._fetch, units[i + 1][1]) if i + 1 < len(units) else None
-                    self._build(unit)
-                except QuantspecError as exc:
-                    raise named(self.prefix + unit[0].module, exc) from None
-                self._cache = {}
+                    pending.popleft().result()
+                except BaseException:
+                    for fut in pending:
+                        fut.cancel()
+                    raise
                 self.tick(sum(len(layer.tensors) for layer in unit))
                 release_freed_memory()
-                for f in closing.get(i, []):
-                    self.reader.release(f)
+                for fname in closing.get(i, []):
+                    self.reader.release(fname)
         self._leftovers()
         return self.out
 
-    def _fetch(self, unit: list[PlannedLayer]) -> dict[str, Tensor]:
-        """Read a unit's tensors ahead (MoE units stream expert by expert instead: they are large)."""
-        if unit[0].kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
-            return {}
-        return {t: self.reader.read(t) for layer in unit for t in layer.tensors if t in self.reader.files}
+    def _build_named(self, unit: list[PlannedLayer]) -> None:
+        try:
+            self._build(unit)
+        except QuantspecError as exc:
+            raise named(self.prefix + unit[0].module, exc) from None
 
     def _get(self, name: str) -> Tensor:
-        """A tensor from the read-ahead cache, else from the reader, on the backend's device."""
-        t = self._cache.pop(name, None)
-        t = t if t is not None else self.reader.read(name)
+        """A tensor from the reader, on the backend's device."""
+        t = self.reader.read(name)
         return t if t.device == self.device else t.to(self.device)
 
     def _units(self) -> list[tuple[tuple[int, str], list[PlannedLayer]]]:
@@ -304,4 +309,4 @@ def accepted_layers(plan: Plan, component: str | None) -> list[PlannedLayer]:
     return [layer for layer in plan.layers if layer.component == component and layer.status is LayerStatus.ACCEPTED]
 
 
-__all__ = ["Builder", "Built", "Layout", "accepted_layers"]
+__all__ = ["Builder", "Built", "accepted_layers", "named", "release_freed_memory"]

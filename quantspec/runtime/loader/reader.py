@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -182,7 +183,7 @@ class TensorReader:
         self.model_dir = Path(model_dir)
         self.files = files
         self._open: dict[str, _File] = {}
-        self.bytes_read = 0
+        self._lock = threading.Lock()
 
     def read(self, name: str) -> Tensor:
         """The tensor ``name`` as stored (dtype and shape of its header)."""
@@ -196,23 +197,23 @@ class TensorReader:
                     where=name,
                 )
             )
-        handle = self._open.get(fname)
-        if handle is None:
-            path = check_inside(self.model_dir / fname, self.model_dir, what="weight file")
-            try:
-                handle = _File(path)
-            except OSError as exc:
-                raise InvalidCheckpoint(
-                    reason(Code.FILE_NOT_FOUND, f"cannot read: {exc.strerror}", file=str(path), where=name)
-                ) from None
-            self._open[fname] = handle
-        t = handle.read(name)
-        self.bytes_read += t.numel() * t.element_size()
-        return t
+        with self._lock:  # builder threads may ask for the same file at once
+            handle = self._open.get(fname)
+            if handle is None:
+                path = check_inside(self.model_dir / fname, self.model_dir, what="weight file")
+                try:
+                    handle = _File(path)
+                except OSError as exc:
+                    raise InvalidCheckpoint(
+                        reason(Code.FILE_NOT_FOUND, f"cannot read: {exc.strerror}", file=str(path), where=name)
+                    ) from None
+                self._open[fname] = handle
+        return handle.read(name)  # pread: safe to run concurrently on one descriptor
 
     def release(self, fname: str) -> None:
         """Close ``fname`` (no more tensors of it are needed)."""
-        handle = self._open.pop(fname, None)
+        with self._lock:
+            handle = self._open.pop(fname, None)
         if handle is not None:
             handle.close()
 
