@@ -91,9 +91,12 @@ def test_float_types_and_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-def test_compiled_kernel_is_identical() -> None:
-    """The torch.compile path (used for large tensors) gives the same bits as the eager one."""
-    raw = _random_blocks(GGMLQuantizationType.Q8_0, 4, 8, seed=5)
-    ref = gq.dequantize(raw, GGMLQuantizationType.Q8_0)
-    got = dequantize(torch.from_numpy(raw), GGMLQuantizationType.Q8_0, compile=True).numpy()
+@pytest.mark.parametrize("name", ["Q8_0", "IQ4_XS"])
+def test_compiled_kernel_is_identical(name: str) -> None:
+    """The torch.compile path (used for large tensors; IQ4 takes its select-tree branch there)
+    gives the same bits as gguf-py."""
+    qtype = GGMLQuantizationType[name]
+    raw = _random_blocks(qtype, 4, 8, seed=5)
+    ref = gq.dequantize(raw, qtype)
+    got = dequantize(torch.from_numpy(raw), qtype, compile=True).numpy()
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
