@@ -11,69 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cache
 
-import numpy as np
 import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf import quants as gq
 from torch import Tensor
 
 from quantspec.errors import Code, InvalidCheckpoint, reason
+from quantspec.runtime import gguf_iq as iq
+from quantspec.runtime.gguf_bits import QK_K, _f16, _i8, _nibbles_halves, _shift, _u16, _u32
 
 _log = logging.getLogger(__name__)
-QK_K = 256
 T = GGMLQuantizationType
 _Kernel = Callable[..., Tensor]
-
-
-def _f16_bits(h: Tensor) -> Tensor:
-    """fp16 bit patterns (int32, low 16 bits) to float32, exactly (NaN payloads kept).
-
-    Decoded arithmetically rather than with a dtype view so that torch.compile fuses it.
-    """
-    sign = (h >> 15) & 1
-    e = (h >> 10) & 0x1F
-    m = h & 0x3FF
-    exp32 = torch.where(e == 0x1F, torch.full_like(e, 0xFF), e + 112)
-    normal = ((sign << 31) | (exp32 << 23) | (m << 13)).view(torch.float32)
-    sub = m.to(torch.float32) * 2.0**-24
-    sub = torch.where(sign == 1, -sub, sub)
-    return torch.where(e == 0, sub, normal)
-
-
-def _f16(b: Tensor) -> Tensor:
-    """Little-endian fp16 byte pairs ``[..., 2j]`` to float32 ``[..., j]``."""
-    return _f16_bits(_u16(b))
-
-
-def _i8(b: Tensor) -> Tensor:
-    """uint8 bytes reinterpreted as int8 values (as int32)."""
-    v = b.to(torch.int32)
-    return torch.where(v >= 128, v - 256, v)
-
-
-def _u16(b: Tensor) -> Tensor:
-    b = b.to(torch.int32)
-    return b[..., 0::2] | (b[..., 1::2] << 8)
-
-
-def _u32(b: Tensor) -> Tensor:
-    b = b.to(torch.int64)
-    return b[..., 0::4] | (b[..., 1::4] << 8) | (b[..., 2::4] << 16) | (b[..., 3::4] << 24)
-
-
-def _nibbles_halves(qs: Tensor) -> Tensor:
-    """Bytes ``[nb, j]`` to ``[nb, 2j]``: low nibbles first, then high nibbles."""
-    return torch.cat([qs & 0x0F, qs >> 4], dim=-1)
-
-
-def _shift(x: Tensor, shifts: list[int], dim: int) -> Tensor:
-    """``x`` (int) shifted by each value along a new axis ``dim``."""
-    s = torch.tensor(shifts, dtype=x.dtype)
-    shape = [1] * (x.dim() + 1)
-    shape[dim] = len(shifts)
-    return x.unsqueeze(dim) >> s.reshape(shape)
 
 
 def _q4_0(b: Tensor) -> Tensor:
@@ -263,113 +213,6 @@ def _iq4_xs(b: Tensor) -> Tensor:
     return (dl * _table16(qs, gq.IQ4_NL.kvalues)).reshape(nb, QK_K)
 
 
-@cache
-def _grid(name: str) -> Tensor:
-    cls = getattr(gq, name)
-    cls.init_grid()
-    return torch.from_numpy(np.ascontiguousarray(cls.grid.reshape(cls.grid_shape)))
-
-
-@cache
-def _ksigns() -> Tensor:
-    return torch.from_numpy(np.frombuffer(gq.IQ2_XXS.ksigns, dtype=np.uint8).copy()).to(torch.int64)
-
-
-def _sign_bits(byte: Tensor) -> Tensor:
-    """Bytes to +-1 per bit (bit set means negative), last dim times 8."""
-    bits = _shift(byte.to(torch.int32), list(range(8)), byte.dim()) & 1
-    ones = torch.ones((), dtype=torch.float32)
-    return torch.where(bits == 0, ones, -ones).reshape(*byte.shape[:-1], byte.shape[-1] * 8)
-
-
-def _iq2_xxs(b: Tensor, grid_t: Tensor, ksigns: Tensor) -> Tensor:
-    nb = b.size(0)
-    d = _f16(b[:, :2])
-    qs = _u32(b[:, 2:]).reshape(nb, -1, 2)
-    db = (d * (0.5 + (qs[..., 1] >> 28).to(torch.float32)) * 0.25).reshape(nb, -1, 1, 1)
-    sidx = _shift(qs[..., 1], [0, 7, 14, 21], 2) & 0x7F
-    signs = _sign_bits(ksigns[sidx]).reshape(nb, -1, 4, 8)
-    gidx = _shift(qs[..., 0], [0, 8, 16, 24], 2) & 0xFF
-    grid = grid_t[gidx].reshape(nb, -1, 4, 8)
-    return (db * grid * signs).reshape(nb, -1)
-
-
-def _iq2_xs(b: Tensor, grid_t: Tensor, ksigns: Tensor) -> Tensor:
-    nb = b.size(0)
-    d = _f16(b[:, :2])
-    qs = _u16(b[:, 2:66]).to(torch.int64)
-    sc = (_shift(b[:, 66:74], [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.float32)
-    db = (d * (0.5 + sc) * 0.25).reshape(nb, -1, 1, 1)
-    signs = _sign_bits(ksigns[qs >> 9].unsqueeze(-1)).reshape(nb, -1, 2, 8)
-    grid = grid_t[qs & 511].reshape(nb, -1, 2, 8)
-    return (db * grid * signs).reshape(nb, -1)
-
-
-def _iq2_s(b: Tensor, grid_t: Tensor) -> Tensor:
-    nb = b.size(0)
-    d = _f16(b[:, :2])
-    qs, sg, qh, sc = b[:, 2:34], b[:, 34:66], b[:, 66:74], b[:, 74:82]
-    scf = (_shift(sc, [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.float32)
-    db = (d * (0.5 + scf) * 0.25).reshape(nb, -1, 1, 1)
-    signs = _sign_bits(sg).reshape(nb, -1, 2, 8)
-    hi = (_shift(qh, [0, 2, 4, 6], 2) & 0x03).reshape(nb, -1).to(torch.int64)
-    idx = qs.to(torch.int64) | (hi << 8)
-    grid = grid_t[idx].reshape(nb, -1, 2, 8)
-    return (db * grid * signs).reshape(nb, -1)
-
-
-def _iq3_xxs(b: Tensor, grid_t: Tensor, ksigns: Tensor) -> Tensor:
-    nb = b.size(0)
-    d = _f16(b[:, :2])
-    qs, scales = b[:, 2:66].to(torch.int64), _u32(b[:, 66:98])
-    db = (d * (0.5 + (scales >> 28).to(torch.float32)) * 0.5).reshape(nb, -1, 1, 1)
-    sidx = _shift(scales, [0, 7, 14, 21], 2) & 0x7F
-    signs = _sign_bits(ksigns[sidx]).reshape(nb, -1, 4, 8)
-    grid = grid_t[qs].reshape(nb, -1, 4, 8)
-    return (db * grid * signs).reshape(nb, -1)
-
-
-def _iq3_s(b: Tensor, grid_t: Tensor) -> Tensor:
-    nb = b.size(0)
-    d = _f16(b[:, :2])
-    qs, qh, sg, sc = b[:, 2:66], b[:, 66:74], b[:, 74:106], b[:, 106:110]
-    scu = (_shift(sc, [0, 4], 2).reshape(nb, -1) & 0x0F).to(torch.int32)
-    db = (d * (1 + 2 * scu).to(torch.float32)).reshape(nb, -1, 1, 1)
-    signs = _sign_bits(sg).reshape(nb, -1, 4, 8)
-    hi = (_shift(qh, list(range(8)), 2) & 1).reshape(nb, -1).to(torch.int64)
-    grid = grid_t[qs.to(torch.int64) | (hi << 8)].reshape(nb, -1, 4, 8)
-    return (db * grid * signs).reshape(nb, -1)
-
-
-def _iq1_s(b: Tensor, grid_t: Tensor) -> Tensor:
-    nb = b.size(0)
-    d = _f16(b[:, :2])
-    qs, qh = b[:, 2:34].to(torch.int64), _u16(b[:, 34:50]).to(torch.int64)
-    dl = (d * (2 * ((qh >> 12) & 7) + 1).to(torch.float32)).reshape(nb, -1, 1, 1)
-    delta = float(gq.IQ1_S.delta)
-    dlt = torch.where((qh & 0x8000) == 0, delta, -delta).to(torch.float32).reshape(nb, -1, 1, 1)
-    idx = qs | (((_shift(qh, [0, 3, 6, 9], 2) & 7) << 8).reshape(nb, -1))
-    grid = grid_t[idx].reshape(nb, -1, 4, 8)
-    return (dl * (grid + dlt)).reshape(nb, -1)
-
-
-def _iq1_m(b: Tensor, grid_t: Tensor) -> Tensor:
-    nb = b.size(0)
-    qs, qh = b[:, :32].to(torch.int64), b[:, 32:48].to(torch.int64)
-    scales = _u16(b[:, 48:56]).to(torch.int64)
-    dbits = (scales & 0xF000) >> torch.tensor([12, 8, 4, 0])
-    dbits = dbits[:, 0] | dbits[:, 1] | dbits[:, 2] | dbits[:, 3]
-    d = _f16_bits(dbits.to(torch.int32)).reshape(nb, 1)
-    sc = (_shift(scales, [0, 3, 6, 9], 2) & 7).reshape(nb, -1)
-    dl = (d * (2 * sc + 1).to(torch.float32)).reshape(nb, -1, 2, 1, 1)
-    qhs = _shift(qh, [0, 4], 2).reshape(nb, -1)
-    idx = qs | ((qhs & 7) << 8)
-    delta = float(gq.IQ1_M.delta)
-    dlt = torch.where((qhs & 8) == 0, delta, -delta).to(torch.float32).reshape(nb, -1, 2, 2, 1)
-    grid = grid_t[idx].reshape(nb, -1, 2, 2, 8)
-    return (dl * (grid + dlt)).reshape(nb, -1)
-
-
 def _bf16(b: Tensor) -> Tensor:
     return (_u16(b) << 16).view(torch.float32)
 
@@ -391,13 +234,13 @@ _KERNELS: dict[GGMLQuantizationType, _Kernel] = {
     T.NVFP4: _nvfp4,
     T.IQ4_NL: _iq4_nl,
     T.IQ4_XS: _iq4_xs,
-    T.IQ2_XXS: _iq2_xxs,
-    T.IQ2_XS: _iq2_xs,
-    T.IQ2_S: _iq2_s,
-    T.IQ3_XXS: _iq3_xxs,
-    T.IQ3_S: _iq3_s,
-    T.IQ1_S: _iq1_s,
-    T.IQ1_M: _iq1_m,
+    T.IQ2_XXS: iq.iq2_xxs,
+    T.IQ2_XS: iq.iq2_xs,
+    T.IQ2_S: iq.iq2_s,
+    T.IQ3_XXS: iq.iq3_xxs,
+    T.IQ3_S: iq.iq3_s,
+    T.IQ1_S: iq.iq1_s,
+    T.IQ1_M: iq.iq1_m,
     T.BF16: _bf16,
 }
 
@@ -443,7 +286,7 @@ def _tables(qtype: GGMLQuantizationType) -> tuple[Tensor, ...]:
     if qtype not in _IQ_TABLES:
         return ()
     name, signs = _IQ_TABLES[qtype]
-    return (_grid(name), _ksigns()) if signs else (_grid(name),)
+    return (iq.grid(name), iq.ksigns()) if signs else (iq.grid(name),)
 
 
 def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
