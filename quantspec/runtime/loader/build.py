@@ -66,6 +66,10 @@ class Built:
     aliases: dict[str, str] = field(default_factory=dict)
 
 
+def _is_moe(unit: list[PlannedLayer]) -> bool:
+    return unit[0].kind in (LayerKind.MOE_W13, LayerKind.MOE_W2)
+
+
 def named(module: str, exc: QuantspecError) -> InvalidCheckpoint:
     """A scheme's error with ``where`` made a full tensor name (schemes only know suffixes)."""
     fixed = [r if r.where and r.where.startswith(module) else r.model_copy(
@@ -112,16 +116,19 @@ class Builder:
         # Two units are built at once (reads and torch ops release the GIL): one reads while the
         # other repacks. Results are taken in order, so files close and errors surface in order.
         with ThreadPoolExecutor(max_workers=PARALLEL_UNITS, thread_name_prefix="quantspec-load") as pool:
-            pending: deque[Future[None]] = deque()
+            pending: deque[tuple[Future[None], bool]] = deque()
             submitted = 0
             for i, (_, unit) in enumerate(units):
-                while submitted < len(units) and submitted <= i + PARALLEL_UNITS - 1:
-                    pending.append(pool.submit(self._build_named, units[submitted][1]))
+                while submitted < len(units) and (not pending or submitted <= i + PARALLEL_UNITS - 1):
+                    moe = _is_moe(units[submitted][1])
+                    if pending and moe and any(m for _, m in pending):
+                        break  # never two MoE layers at once: each holds a whole layer of experts
+                    pending.append((pool.submit(self._build_named, units[submitted][1]), moe))
                     submitted += 1
                 try:
-                    pending.popleft().result()
+                    pending.popleft()[0].result()
                 except BaseException:
-                    for fut in pending:
+                    for fut, _ in pending:
                         fut.cancel()
                     raise
                 self.tick(sum(len(layer.tensors) for layer in unit))
