@@ -281,6 +281,10 @@ class Builder:
                  if f"{layer.module}.{p}" in self.reader.files}
         fused.update({p: self._get(f"{layer.module}.{p}.weight") for p in layer.shards
                       if f"{layer.module}.{p}.weight" in self.reader.files})
+        # expert module -> its tensor names (a scan of every name per expert would be quadratic)
+        by_module: dict[str, list[str]] = {}
+        for name in layer.tensors:
+            by_module.setdefault(name.rpartition(".")[0], []).append(name)
         n_total = k_loc = 0
         for pos, e in enumerate(experts):
             projs: list[tuple[str, dict[str, Tensor]]] = []
@@ -290,7 +294,8 @@ class Builder:
                     halves = w.chunk(2, 0) if p == "gate_up_proj" else (w,)
                     projs += [(f"{layer.module}.{p}[{e}]", {"weight": h}) for h in halves]
             else:
-                projs = [(f"{layer.module}.{e}.{p}", self._read(layer.tensors, f"{layer.module}.{e}.{p}"))
+                projs = [(f"{layer.module}.{e}.{p}", self._read(by_module.get(f"{layer.module}.{e}.{p}", ()),
+                                                                  f"{layer.module}.{e}.{p}"))
                          for p in layer.shards]
             sharded = []
             n_total = 0
