@@ -156,17 +156,18 @@ class _File:
                 f"tensor {name!r} ends at byte {self.start + end} but the file has {self.size}",
                 where=name,
             )
-        buf = bytearray(length)
-        view = memoryview(buf)
+        if length == 0:
+            return torch.empty(shape, dtype=dtype)
+        # An uninitialised tensor as the destination: no zero-fill pass, no second copy.
+        raw = torch.empty(length, dtype=torch.uint8)
+        view = memoryview(raw.numpy())
         got = 0
         while got < length:
             chunk = os.preadv(self.fd, [view[got:]], self.start + begin + got)
             if chunk <= 0:
                 raise self.error(Code.TENSOR_TRUNCATED, f"file ended while reading tensor {name!r}", where=name)
             got += chunk
-        if length == 0:
-            return torch.empty(shape, dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(shape)
+        return raw.view(dtype).reshape(shape)
 
     def close(self) -> None:
         os.close(self.fd)
