@@ -247,9 +247,11 @@ def _validate(header: dict[str, Any], data_len: int, file: str, fname: str) -> d
     last_end = 0
     new = tuple.__new__  # TensorInfo without its Python-level __new__: ~2x faster for 100k tensors
     reasons: list[Reason] = []
-    # (dtype code, shape) -> (canonical dtype, byte size): experts repeat a handful of shapes
-    # tens of thousands of times, so each distinct one is validated once.
-    known: dict[tuple[str, tuple[int, ...]], tuple[str, int]] = {}
+    # (dtype code, shape) -> (canonical dtype, byte size, shape): experts repeat a handful of
+    # shapes tens of thousands of times, so each distinct one is validated once, and its shape
+    # tuple is shared by every tensor that has it (less memory; comparisons of expert
+    # signatures then succeed on identity).
+    known: dict[tuple[str, tuple[int, ...]], tuple[str, int, tuple[int, ...]]] = {}
     for name, entry in header.items():
         try:
             code = entry["dtype"]
@@ -276,7 +278,7 @@ def _validate(header: dict[str, Any], data_len: int, file: str, fname: str) -> d
                                   f"{code} {list(shape)} needs {spec[1]} bytes but data_offsets span {end - begin}",
                                   file=file, where=name))
         else:
-            out[name] = new(TensorInfo, (name, spec[0], shape, fname))
+            out[name] = new(TensorInfo, (name, spec[0], spec[2], fname))
             if end > begin:
                 if begin < last_end:
                     in_order = False
@@ -300,7 +302,7 @@ def _validate(header: dict[str, Any], data_len: int, file: str, fname: str) -> d
 
 
 def _check_entry(name: str, entry: Any, file: str, reasons: list[Reason]
-                 ) -> tuple[str, tuple[int, ...], Any, Any, tuple[str, int]] | None:
+                 ) -> tuple[str, tuple[int, ...], Any, Any, tuple[str, int, tuple[int, ...]]] | None:
     """Full validation of one entry whose (dtype, shape) was not seen yet; None when invalid."""
     try:
         code = entry["dtype"]
@@ -326,7 +328,8 @@ def _check_entry(name: str, entry: Any, file: str, reasons: list[Reason]
         reasons.append(reason(Code.TENSOR_HEADER, f"{code} {shape} is not a whole number of bytes",
                               file=file, where=name))
         return None
-    return code, tuple(shape), begin, end, (spec[0], bits // 8)
+    shape_t = tuple(shape)
+    return code, shape_t, begin, end, (spec[0], bits // 8, shape_t)
 
 
 def _bad(code: Code, message: str, file: str) -> InvalidCheckpoint:

@@ -225,22 +225,28 @@ def _signature(params: Params) -> dict[str, tuple[str, tuple[int, ...]]]:
     return dict(zip(params, map(_DTYPE_SHAPE, params.values()), strict=True))
 
 
-#: A TensorInfo's full name.
-_NAME = itemgetter(0)
+#: A TensorInfo's full name, dtype and shape.
+_NAME, _DTYPE, _SHAPE = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def _uniform(modules: list[Params], sig0: dict[str, tuple[str, tuple[int, ...]]]) -> bool:
     """Whether every module has exactly the params, dtypes and shapes of ``sig0``.
 
-    Equivalent to ``_signature(m) == sig0`` for each module, but one C-level map per param over
-    all experts instead of a signature per expert.
+    Equivalent to ``_signature(m) == sig0`` for each module, but a few C-level passes per param
+    over all experts instead of a signature per expert; ``list.count`` compares on identity
+    first, and the inventory shares one shape tuple among the tensors that have that shape.
     """
+    n = len(modules)
     if set(map(len, modules)) - {len(sig0)}:
         return False
     try:
-        return all(set(map(_DTYPE_SHAPE, map(itemgetter(p), modules))) <= {s} for p, s in sig0.items())
+        for param, (dtype, shape) in sig0.items():
+            col = list(map(itemgetter(param), modules))
+            if list(map(_DTYPE, col)).count(dtype) != n or list(map(_SHAPE, col)).count(shape) != n:
+                return False
     except KeyError:  # a module lacks one of the params
         return False
+    return True
 
 
 def _diff(sig0: dict[str, tuple[str, tuple[int, ...]]], sig: dict[str, tuple[str, tuple[int, ...]]],
