@@ -265,8 +265,6 @@ _COMPILE_BROKEN: set[GGMLQuantizationType] = set()
 #: Raw tensors at least this large are dequantized through torch.compile when ``compile=None``:
 #: the one-off compilation (seconds per type, cached on disk by inductor) pays off on big weights.
 AUTO_COMPILE_BYTES = 1 << 22
-#: Types whose compiled kernel measured slower than the eager one (docs/benchmarks.md).
-_EAGER_PREFERRED = frozenset({T.IQ2_XXS})
 
 
 _IQ_TABLES: dict[GGMLQuantizationType, tuple[str, bool]] = {
@@ -349,7 +347,6 @@ def dequantize(
         )
     lead = data.shape[:-1]
     blocks = data.reshape(-1, type_size)
-    auto = data.numel() >= AUTO_COMPILE_BYTES and qtype not in _EAGER_PREFERRED
-    use_compile = auto if compile is None else compile
+    use_compile = data.numel() >= AUTO_COMPILE_BYTES if compile is None else compile
     out = _run(qtype, blocks, use_compile)
     return out.reshape(*lead, row_bytes // type_size * block)
