@@ -284,7 +284,9 @@ def _tables(qtype: GGMLQuantizationType) -> tuple[Tensor, ...]:
     if qtype not in _IQ_TABLES:
         return ()
     name, signs = _IQ_TABLES[qtype]
-    return (iq.grid(name), iq.ksigns()) if signs else (iq.grid(name),)
+    packed, values = iq.packed_grid(name)
+    base = (iq.grid(name), packed, values)
+    return (*base, iq.ksigns()) if signs else base
 
 
 def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:

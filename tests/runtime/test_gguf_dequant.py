@@ -91,9 +91,9 @@ def test_float_types_and_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-@pytest.mark.parametrize("name", ["Q8_0", "IQ4_XS"])
+@pytest.mark.parametrize("name", ["Q8_0", "IQ4_XS", "IQ2_XS"])
 def test_compiled_kernel_is_identical(name: str) -> None:
-    """The torch.compile path (used for large tensors; IQ4 takes its select-tree branch there)
+    """The torch.compile path (used for large tensors; IQ4 and IQ2 take their select-tree branches)
     gives the same bits as gguf-py."""
     qtype = GGMLQuantizationType[name]
     raw = _random_blocks(qtype, 4, 8, seed=5)
