@@ -6,7 +6,8 @@ float embeddings/norms; several shards with an index), then measures in fresh su
 1. **throughput**: bytes of the checkpoint / seconds for (a) ``safetensors.torch.load_file`` of
    every shard (the baseline: reading, nothing else) and (b) ``load_quantized(..., "cpu")``
    (planning, streaming reads, repacking to the NPU layout: transpose to ``[K, N]``, FRACTAL_NZ
-   cast); best of N runs each, interleaved, files warm in the page cache for both;
+   cast), plus the quantspec reader alone; N rounds of the three back to back, files warm in the
+   page cache; throughput ratios are paired per round and the median is reported;
 2. **peak RSS**: the peak resident set (``VmHWM``, reset with ``/proc/self/clear_refs`` after the
    imports) of a process that loads the checkpoint, minus its RSS after importing torch and
    quantspec (the interpreter + torch baseline), against the checkpoint size.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -135,20 +137,23 @@ def main() -> None:
             runs[mode].append(child(mode, args.dir))
     best = {m: min(r, key=lambda d: d["seconds"]) for m, r in runs.items()}
     mib = size / 2**20
-    tp = {m: mib / best[m]["seconds"] for m in best}
+    # Ratios are paired per round (the three readers run back to back), then the median is taken:
+    # a shared machine's load changes between rounds, much less within one.
+    ratio = {m: statistics.median(runs["read"][i]["seconds"] / runs[m][i]["seconds"] for i in range(args.runs))
+             for m in runs}
     extra = {m: (max(d["peak_kib"] - d["base_kib"] for d in r)) / 1024 for m, r in runs.items()}
     base = min(d["base_kib"] for d in runs["load"]) / 1024
     print(f"checkpoint: {args.layers} layers, hidden {args.hidden}, intermediate {args.inter}: {mib:.0f} MiB "
-          f"in {len(list(args.dir.glob('*.safetensors')))} shards; best of {args.runs}; load average "
+          f"in {len(list(args.dir.glob('*.safetensors')))} shards; {args.runs} rounds; load average "
           f"{os.getloadavg()[0]:.2f}; interpreter + torch + quantspec baseline RSS {base:.0f} MiB")
-    print("| reader | seconds | MiB/s | vs safetensors | peak RSS above baseline |")
+    print("| reader | best seconds | best MiB/s | throughput vs safetensors (median of rounds) "
+          "| peak RSS above baseline |")
     print("|---|---|---|---|---|")
     names = {"read": "safetensors `load_file` + copy (baseline)", "stream": "quantspec streaming reader alone",
              "load": "`load_quantized(..., \"cpu\")` (plan + read + repack)"}
     for m in ("read", "stream", "load"):
-        print(f"| {names[m]} | {best[m]['seconds']:.2f} | {tp[m]:.0f} | {tp[m] / tp['read']:.2f} | "
+        print(f"| {names[m]} | {best[m]['seconds']:.2f} | {mib / best[m]['seconds']:.0f} | {ratio[m]:.2f} | "
               f"{extra[m]:.0f} MiB = {extra[m] / mib:.2f} x checkpoint |")
-
 
 if __name__ == "__main__":
     main()

@@ -2,10 +2,11 @@
 
 The planner has already validated every safetensors header (dtypes, shapes, offsets inside
 the file, no overlaps). The reader re-parses the header of a file when the first tensor of
-that file is asked for, and reads each tensor with one ``os.pread`` into a fresh buffer: no
-memory map stays resident, so the process holds the tensors being processed plus the result,
-never a second copy of the checkpoint. A short read (the file shrank or was truncated after
-planning) is an error naming the tensor and the file.
+that file is asked for, maps the file, and copies each tensor out of the map into its own
+buffer, then drops the tensor's mapped pages from the process (``MADV_DONTNEED``; they stay in
+the page cache): resident memory is the result plus the tensors in flight, never a second copy
+of the checkpoint. The file size is re-checked before each read: a file that shrank after
+planning is an error naming the tensor and the file.
 
 Pickle weights (``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``, ``*.pkl``) are refused before
 anything is read: unpickling runs arbitrary code.
@@ -14,6 +15,7 @@ anything is read: unpickling runs arbitrary code.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import threading
@@ -119,6 +121,8 @@ class _File:
                 raise self.error(Code.TENSOR_HEADER, "the header is not a JSON object")
             self.entries: dict[str, object] = header
             self.start = 8 + n
+            self.map: mmap.mmap | None = None
+            self.lock = threading.Lock()
         except BaseException:
             os.close(self.fd)
             raise
@@ -150,26 +154,32 @@ class _File:
             count *= d
         if begin < 0 or length != count * dtype.itemsize:
             raise self.error(Code.TENSOR_HEADER, f"data_offsets [{begin}, {end}] do not fit {shape}", where=name)
-        if self.start + end > self.size:
-            raise self.error(
-                Code.TENSOR_TRUNCATED,
-                f"tensor {name!r} ends at byte {self.start + end} but the file has {self.size}",
-                where=name,
-            )
+        # Re-checked on every read: a file that shrank since planning must not be touched through
+        # the map (that would be SIGBUS), it is an error naming the tensor.
+        size = os.fstat(self.fd).st_size
+        if self.start + end > size:
+            raise self.error(Code.TENSOR_TRUNCATED,
+                             f"tensor {name!r} ends at byte {self.start + end} but the file has {size}", where=name)
         if length == 0:
             return torch.empty(shape, dtype=dtype)
-        # An uninitialised tensor as the destination: no zero-fill pass, no second copy.
-        raw = torch.empty(length, dtype=torch.uint8)
-        view = memoryview(raw.numpy())
-        got = 0
-        while got < length:
-            chunk = os.preadv(self.fd, [view[got:]], self.start + begin + got)
-            if chunk <= 0:
-                raise self.error(Code.TENSOR_TRUNCATED, f"file ended while reading tensor {name!r}", where=name)
-            got += chunk
+        with self.lock:
+            if self.map is None or len(self.map) < self.start + end:
+                # Private and writable only so that torch accepts the buffer; nothing writes to it.
+                self.map = mmap.mmap(self.fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            mapped = self.map
+        src = torch.frombuffer(mapped, dtype=torch.uint8, count=length, offset=self.start + begin)
+        raw = src.clone()  # the tensor's own memory (a parallel memcpy from the page cache)
+        del src
+        # Drop the mapped pages from this process (they stay in the page cache): resident memory is
+        # the result plus the tensors in flight, never the checkpoint as well.
+        lo = (self.start + begin) // mmap.PAGESIZE * mmap.PAGESIZE
+        hi = min(len(mapped), -(-(self.start + end) // mmap.PAGESIZE) * mmap.PAGESIZE)
+        mapped.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
         return raw.view(dtype).reshape(shape)
 
     def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
         os.close(self.fd)
 
 
