@@ -143,3 +143,47 @@ def llama_w8a8(path: Path) -> PreTrainedModel:
 def qwen3_w8a8(path: Path) -> PreTrainedModel:
     """Maker of the shared ModelSlim W8A8_DYNAMIC Qwen3-MoE checkpoint."""
     return write_modelslim(path, TinyArch.QWEN3_MOE)
+
+
+def _static(w: Tensor) -> dict[str, Tensor]:
+    """ModelSlim W8A8 (static) tensors with a bias folded into quant_bias and a non-zero input offset."""
+    bias = torch.randn(w.size(0), generator=torch.Generator().manual_seed(w.size(0)))
+    return W.modelslim_w8a8_static(w, model_dtype=torch.bfloat16, input_scale=4 / 127, input_offset=3, bias=bias)
+
+
+def mixed_choice(module: str) -> tuple[str, Quantizer]:
+    """MLP modules W8A8 static, the rest W8A8_DYNAMIC."""
+    return ("W8A8", _static) if ".mlp." in module else ("W8A8_DYNAMIC", w8a8_dynamic)
+
+
+def llama_mixed(path: Path) -> PreTrainedModel:
+    """Maker of the shared mixed (W8A8 static MLP, W8A8_DYNAMIC attention) Llama checkpoint."""
+    return write_modelslim(path, TinyArch.LLAMA, choose=mixed_choice)
+
+
+def add_c8_kv_cache(path: Path, layers: int) -> None:
+    """Add ModelSlim C8 KV-cache scales/offsets (per KV channel) to a checkpoint in place."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path / "model.safetensors"))
+    desc = json.loads((path / "quant_model_description.json").read_text())
+    desc["kv_cache_type"] = "C8"
+    for i in range(layers):
+        for proj in ("k_proj", "v_proj"):
+            for key, value in (("kv_cache_scale", torch.full((128,), 0.02)), ("kv_cache_offset", torch.zeros(128))):
+                name = f"model.layers.{i}.self_attn.{proj}.{key}"
+                sd[name] = value.to(torch.bfloat16)
+                desc[name] = "W8A8_DYNAMIC"
+    save_file(sd, str(path / "model.safetensors"))
+    (path / "quant_model_description.json").write_text(json.dumps(desc))
+
+
+def llama_static(path: Path) -> PreTrainedModel:
+    """Maker of a Llama checkpoint with W8A8 static MLP layers (no bias; input offset 3, so
+    quant_bias carries the offset correction) and W8A8_DYNAMIC attention."""
+
+    def static(w: Tensor) -> dict[str, Tensor]:
+        return W.modelslim_w8a8_static(w, model_dtype=torch.bfloat16, input_scale=6 / 127, input_offset=3)
+
+    return write_modelslim(path, TinyArch.LLAMA,
+                           choose=lambda m: ("W8A8", static) if ".mlp." in m else ("W8A8_DYNAMIC", w8a8_dynamic))

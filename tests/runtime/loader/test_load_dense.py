@@ -14,11 +14,13 @@ from quantspec.runtime.loader import ConcatLinear, QuantizedModel, load_quantize
 from quantspec.runtime.loader.model import _Journal
 from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups import WeightOnlyExperts
-from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic
+from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic, ModelSlimW8A8Static
 from quantspec.runtime.schemes.weight_only import WeightOnlyLinear
 from quantspec.runtime.testing.models import TinyArch, logits, token_batch
 from tests.runtime.loader.ckpt import (
+    add_c8_kv_cache,
     fake_quant_reference,
+    llama_static,
     llama_w8a8,
     meta_model,
     write_float,
@@ -185,3 +187,23 @@ def test_bad_arguments(ckpts: Checkpoints) -> None:
         load_quantized(path, "cpu", tp_rank=2, tp_size=2)
     with pytest.raises(InvalidInput, match="unknown device"):
         load_quantized(path, "gpu")
+
+
+def test_llama_static_and_dynamic(ckpts: Checkpoints) -> None:
+    """W8A8 static MLP (per-tensor input scale, offset folded into quant_bias) and W8A8_DYNAMIC attention."""
+    path, ref = ckpts.get("llama_static", llama_static)
+    qm = load_quantized(path, "cpu", progress=False)
+    assert isinstance(qm.modules["model.layers.0.mlp.up_proj"], ModelSlimW8A8Static)
+    model = qm.install(meta_model(ref))
+    tokens = token_batch()
+    assert _rel(logits(model, tokens), logits(ref, tokens)) < 0.1  # per-tensor int8 activations
+
+
+def test_kv_cache_tensors_kept(ckpts: Checkpoints, tmp_path: Path) -> None:
+    """C8 KV-cache scales are planned as attention layers and kept as tensors (engines apply them)."""
+    path, ref = ckpts.copy("llama_w8a8", llama_w8a8, tmp_path / "m")
+    add_c8_kv_cache(path, layers=2)
+    qm = load_quantized(path, "cpu", allow_untested=True, progress=False)  # kv_c8 is untested on a2
+    assert any(layer.kind.value == "attention" for layer in qm.plan.layers)
+    assert "model.layers.1.self_attn.v_proj.kv_cache_scale" in qm.state_dict()
+    qm.install(meta_model(ref))  # the model has no place for them: they are not installed

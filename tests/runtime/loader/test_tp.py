@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
-from transformers import PreTrainedModel
 
 from quantspec.errors import Code, InvalidCheckpoint, PlanRejected
 from quantspec.runtime import writers as W
@@ -21,21 +20,12 @@ from quantspec.runtime.loader import Parallel, load_quantized
 from quantspec.runtime.loader.tp import TensorParallel, shard_tensors
 from quantspec.runtime.testing.models import TinyArch
 from quantspec.schemes import lookup_spec
-from tests.runtime.loader.ckpt import Quantizer, qwen3_w8a8, w8a8_dynamic, write_gptq, write_modelslim
+from tests.runtime.loader.ckpt import llama_mixed, qwen3_w8a8, write_gptq
 from tests.runtime.loader.conftest import Checkpoints
 from tests.runtime.loader.tp_inputs import inputs_for
 
 ROOT = Path(__file__).resolve().parents[3]
 WORLD = 2
-
-
-def _static(w: Tensor) -> dict[str, Tensor]:
-    bias = torch.randn(w.size(0), generator=torch.Generator().manual_seed(w.size(0)))
-    return W.modelslim_w8a8_static(w, model_dtype=torch.bfloat16, input_scale=4 / 127, input_offset=3, bias=bias)
-
-
-def _mixed(module: str) -> tuple[str, Quantizer]:
-    return ("W8A8", _static) if ".mlp." in module else ("W8A8_DYNAMIC", w8a8_dynamic)
 
 
 def _free_port() -> int:
@@ -48,12 +38,8 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def _llama_mixed(path: Path) -> PreTrainedModel:
-    return write_modelslim(path, TinyArch.LLAMA, choose=_mixed)
-
-
 def test_two_ranks_match_unsharded(ckpts: Checkpoints, tmp_path: Path) -> None:
-    dense = ckpts.get("llama_mixed", _llama_mixed)[0]
+    dense = ckpts.get("llama_mixed", llama_mixed)[0]
     moe = ckpts.get("qwen3_w8a8", qwen3_w8a8)[0]
     cases = [
         [str(dense), "model.layers.0.self_attn.q_proj", "column"],  # W8A8_DYNAMIC, column
@@ -92,7 +78,7 @@ def test_two_ranks_match_unsharded(ckpts: Checkpoints, tmp_path: Path) -> None:
 
 
 def test_quant_bias_only_on_rank0(ckpts: Checkpoints) -> None:
-    tmp_path = ckpts.get("llama_mixed", _llama_mixed)[0]
+    tmp_path = ckpts.get("llama_mixed", llama_mixed)[0]
     r0 = load_quantized(tmp_path, "cpu", tp_rank=0, tp_size=2, progress=False)
     r1 = load_quantized(tmp_path, "cpu", tp_rank=1, tp_size=2, progress=False)
     down = "model.layers.0.mlp.down_proj"
