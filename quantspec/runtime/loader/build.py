@@ -98,10 +98,8 @@ class Builder:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> Built:
-        """Build every layer, streaming files in order.
-
-        Online MXFP8 keeps routers float (their float weight is in the checkpoint; engines keep the
-        router unquantized, and transformers routers are not plain linears)."""
+        """Build every layer, streaming files in order."""
+        self._leftovers()  # first: the files they live in may be released during the loop
         units = self._units()
         files = self.reader.files
         last_use: dict[str, int] = {}
@@ -135,7 +133,6 @@ class Builder:
                 release_freed_memory()
                 for fname in closing.get(i, []):
                     self.reader.release(fname)
-        self._leftovers()
         return self.out
 
     def _build_named(self, unit: list[PlannedLayer]) -> None:
@@ -176,6 +173,9 @@ class Builder:
 
     # ------------------------------------------------------------------ per layer
     def _build(self, unit: list[PlannedLayer]) -> None:
+        """Dispatch one unit. GGUF layers are float tensors (dequantized by the reader); online MXFP8
+        keeps routers float (their float weight is in the checkpoint, engines keep the router
+        unquantized, and transformers routers are not plain linears)."""
         first = unit[0]
         if first.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
             self._moe(unit)
