@@ -108,7 +108,8 @@ def load_quantized(
     for comp, _ in comps:
         if comp.path != str(root):
             refuse_pickle(Path(comp.path))
-    total = sum(len(layer.tensors) for layer in plan.layers)
+    loaded = {name for _, name in comps}
+    total = sum(len(layer.tensors) for layer in plan.layers if layer.component in loaded)
     out = Built()
     model_dtype = resolve_dtype(dtype, plan.model_dtype)
     with progress_bar(total, enabled=progress) as tick:
