@@ -179,7 +179,8 @@ def _contract(p: Planner, v: Verdict, u: MoEUnit, ids: list[int], group: str) ->
             present = [got[1] for got in map(methodcaller("get", proj), map(u.experts.__getitem__, ids)) if got]
             if set(rels) <= sig0.keys() and _uniform(present, sig0):
                 # The usual case, checked with C-level maps: every expert has exactly the first
-                # expert's tensors, so its names are those of the same params.
+                # expert's tensors, so its names are those of the same params (an inventory is keyed
+                # by tensor name, so ``params[r].name`` is ``f"{module}.{r}"``, as below).
                 if rels:
                     rows = map(itemgetter(*rels), present)
                     tensors += map(_NAME, chain.from_iterable(rows) if len(rels) > 1 else rows)
