@@ -7,7 +7,7 @@ Runtime entry points such as :func:`load_quantized` are imported lazily on first
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quantspec.errors import (
     BackendUnavailable,
@@ -21,17 +21,13 @@ from quantspec.errors import (
     Reason,
 )
 from quantspec.matrix import SupportMatrix, load_matrix
+
+# Binding the *function* ``plan`` here shadows the ``quantspec.plan`` subpackage attribute, so ``quantspec.plan(model_dir, target=...)`` works
+# (submodules are still importable as ``from quantspec.plan.model import Plan``).
+from quantspec.plan import Plan, plan
 from quantspec.vocab import FormatFamily, LayerKind, MatrixLayer, NpuGen, SchemeId, Status
 
-# Imported eagerly and last among the imports: binding the *function* ``plan`` here shadows the
-# ``quantspec.plan`` subpackage attribute, so ``quantspec.plan(model_dir, target=...)`` works
-# (submodules are still importable as ``from quantspec.plan.model import Plan``).
-from quantspec.plan import Plan, plan  # noqa: E402  (torch-free)
-
 __version__ = "0.1.0"
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 # Names resolved on first access so that importing quantspec does not import their modules
 # (the runtime ones import torch).
