@@ -22,7 +22,8 @@ from quantspec.errors import (
 )
 from quantspec.matrix import SupportMatrix, load_matrix
 
-# Binding the *function* ``plan`` here shadows the ``quantspec.plan`` subpackage attribute, so ``quantspec.plan(model_dir, target=...)`` works
+# Binding the *function* ``plan`` here shadows the ``quantspec.plan`` subpackage attribute,
+# so ``quantspec.plan(model_dir, target=...)`` works
 # (submodules are still importable as ``from quantspec.plan.model import Plan``).
 from quantspec.plan import Plan, plan
 from quantspec.vocab import FormatFamily, LayerKind, MatrixLayer, NpuGen, SchemeId, Status
