@@ -140,7 +140,7 @@ def registered_moe() -> dict[tuple[FormatFamily, SchemeId | None], type[ExpertGr
 
 def _ensure_loaded() -> None:
     # Importing the group modules runs their @register_moe decorators.
-    from quantspec.runtime.moe import groups, groups_int4, groups_mx  # noqa: F401
+    from quantspec.runtime.moe import groups, groups_int4, groups_mx, groups_mxfp4  # noqa: F401
 
 
 class QuantizedExperts(nn.Module):

@@ -13,7 +13,7 @@ from quantspec.runtime import numerics as nm
 from quantspec.runtime.ops.base import DtypeArg
 from quantspec.runtime.ops.checks import check_dim, check_dtype, is_transposed_view, kernel_error, require
 from quantspec.runtime.ops.cpu_matmul import _decode_scale
-from quantspec.runtime.ops.cpu_moe_modes import grouped_quant_matmul, quant_mode
+from quantspec.runtime.ops.cpu_moe_modes import grouped_mxfp4_matmul, grouped_quant_matmul, quant_mode
 
 _GMM = "npu_grouped_matmul"
 
@@ -70,12 +70,20 @@ def npu_grouped_matmul(
     ):
         require(val is None, _GMM, name, "reserved; pass None")
     require(act_type == 0, _GMM, "act_type", "fused activations are not emulated")
-    mode = quant_mode(x[0], weight[0], scale_dtype) if len(x) == 1 and len(weight) == 1 else None
-    if mode is not None:  # A8W4, A4W4 and MX modes: cpu_moe_modes.py
+    mode = quant_mode(x[0], weight[0], scale_dtype, x_dtype, weight_dtype)
+    if mode is not None:  # A8W4, A4W4, MX and MXFP4 modes: cpu_moe_modes.py
         require(group_list is not None and group_type == 0, _GMM, "group_type", "must be passed explicitly as 0")
         assert group_list is not None
-        require(x_dtype is None and weight_dtype is None, _GMM, "x_dtype", "FP4/HiFloat8 inputs are not emulated")
         bounds = _group_bounds(group_list, group_list_type, weight[0].size(0), x[0].size(0))
+        if mode == "mxfp4":
+            return [grouped_mxfp4_matmul(
+                x[0], weight[0], bounds, scale=scale, antiquant_scale=antiquant_scale,
+                antiquant_offset=antiquant_offset, bias=bias, per_token_scale=per_token_scale,
+                output_dtype=output_dtype, x_dtype=x_dtype, weight_dtype=weight_dtype, scale_dtype=scale_dtype,
+                per_token_scale_dtype=per_token_scale_dtype)]
+        require(x_dtype is None and weight_dtype is None, _GMM, "x_dtype", "HiFloat8/FP4 E1M2 inputs are not emulated")
+        require(antiquant_scale is None and antiquant_offset is None, _GMM, "antiquant_scale",
+                f"the {mode} mode takes no antiquant scale/offset")
         return [grouped_quant_matmul(
             mode, x[0], weight[0], bounds, scale=scale, bias=bias, per_token_scale=per_token_scale,
             output_dtype=output_dtype, scale_dtype=scale_dtype, per_token_scale_dtype=per_token_scale_dtype)]

@@ -9,7 +9,13 @@
   ``x @ (w * scale) * per_token_scale``;
 * **MX** (A5): float8_e4m3fn ``x`` and weight ``[E, K, N]`` with E8M0 scales in pairs,
   ``per_token_scale [M, K/64, 2]`` and ``scale [E, K/64, N, 2]`` (uint8 with
-  ``scale_dtype``/``per_token_scale_dtype`` = float8_e8m0fnu): the MX block formula per group.
+  ``scale_dtype``/``per_token_scale_dtype`` = float8_e8m0fnu): the MX block formula per group;
+* **MXFP4** (A5): packed FP4 weight (uint8, two E2M1 codes per byte along the storage-contiguous
+  axis, ``weight_dtype=float4_e2m1fn_x2``; the MoE weight is the transposed view ``[E, K/2, N]``
+  of ``[E, N, K/2]``) with either packed FP4 ``x [M, K/2]`` (``x_dtype=float4_e2m1fn_x2``, weight
+  scales as ``scale`` with ``scale_dtype`` e8m0: W4A4) or float8_e4m3fn ``x [M, K]``
+  (``x_dtype=float8_e4m3fn``, weight scales as ``antiquant_scale``: W4A8), per sglang_ascend.md
+  4.3 / vllm_ascend.md 4.10; same block formula, K even with an even number of 32-blocks.
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ from torch import Tensor
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.ops.base import DtypeArg, NpuDtype
 from quantspec.runtime.ops.checks import check_dim, check_dtype, is_transposed_view, require
+from quantspec.runtime.ops.cpu_matmul import _unpack_fp4_logical
 
 _GMM = "npu_grouped_matmul"
 _OUT = (torch.float16, torch.bfloat16, torch.float32)
 
 
-def quant_mode(x: Tensor, weight: Tensor, scale_dtype: DtypeArg) -> str | None:
+def quant_mode(
+    x: Tensor, weight: Tensor, scale_dtype: DtypeArg, x_dtype: DtypeArg = None, weight_dtype: DtypeArg = None
+) -> str | None:
     """Which of the modes above a call is, or None for the modes of ``cpu_moe``."""
+    if NpuDtype.FLOAT4_E2M1FN_X2 in (x_dtype, weight_dtype):
+        return "mxfp4"
     if x.dtype == torch.int8 and weight.dtype == torch.int32:
         return "a8w4"
     if x.dtype == torch.int32 and weight.dtype == torch.int32:
@@ -124,18 +135,81 @@ def _mx(
     check_dtype(_GMM, "scale", scale, (torch.uint8,))
     check_dtype(_GMM, "per_token_scale", pts, (torch.uint8,))
     require(bias is None, _GMM, "bias", "the MX grouped mode takes no bias here")
-    m, k = xt.shape
-    e, k2, n = wt.shape
+    return _mx_blocks(xt.to(torch.float32), wt.to(torch.float32), bounds, scale, pts, out_dtype=out_dtype)
+
+
+def _mx_blocks(
+    xv: Tensor, wv: Tensor, bounds: list[tuple[int, int]], scale: Tensor, pts: Tensor, *, out_dtype: torch.dtype,
+    scale_arg: str = "scale",
+) -> Tensor:
+    """The MX block formula per group on logical float32 ``x [M, K]`` and weight ``[E, K, N]``."""
+    m, k = xv.shape
+    e, k2, n = wv.shape
     kb = -(-k // 64)
     require(k2 == k, _GMM, "weight", f"K mismatch: x has {k}, weight has {k2}")
     require(tuple(pts.shape) == (m, kb, 2), _GMM, "per_token_scale", f"must be ({m}, {kb}, 2)")
-    require(tuple(scale.shape) == (e, kb, n, 2), _GMM, "scale", f"must be ({e}, {kb}, {n}, 2)")
-    xa = xt.to(torch.float32) * nm.decode_e8m0(pts.reshape(m, -1)).repeat_interleave(32, -1)[:, :k]
+    require(tuple(scale.shape) == (e, kb, n, 2), _GMM, scale_arg, f"must be ({e}, {kb}, {n}, 2)")
+    xa = xv * nm.decode_e8m0(pts.reshape(m, -1)).repeat_interleave(32, -1)[:, :k]
     # scale [E, K/64, N, 2] -> per (k, n) multiplier [E, K, N]
     ws = nm.decode_e8m0(scale.permute(0, 2, 1, 3).reshape(e, n, -1)).repeat_interleave(32, -1)[..., :k]
-    wb = wt.to(torch.float32) * ws.transpose(1, 2)
+    wb = wv * ws.transpose(1, 2)
     out = torch.zeros(m, n, dtype=torch.float32)
     for grp, (lo, hi) in enumerate(bounds):
         if hi > lo:
             out[lo:hi] = xa[lo:hi] @ wb[grp]
     return out.to(out_dtype)
+
+
+def grouped_mxfp4_matmul(
+    xt: Tensor,
+    wt: Tensor,
+    bounds: list[tuple[int, int]],
+    *,
+    scale: Sequence[Tensor] | None,
+    antiquant_scale: Sequence[Tensor] | None,
+    antiquant_offset: Sequence[Tensor] | None,
+    bias: Sequence[Tensor] | None,
+    per_token_scale: Sequence[Tensor] | None,
+    output_dtype: DtypeArg,
+    x_dtype: DtypeArg,
+    weight_dtype: DtypeArg,
+    scale_dtype: DtypeArg,
+    per_token_scale_dtype: DtypeArg,
+) -> Tensor:
+    """The MXFP4 mode: FP4 x FP4 (W4A4) or FP8 x FP4 (W4A8) with E8M0 block scales, per group."""
+    e8m0, fp4 = NpuDtype.FLOAT8_E8M0FNU, NpuDtype.FLOAT4_E2M1FN_X2
+    require(weight_dtype == fp4, _GMM, "weight_dtype", "FP4 grouped modes need weight_dtype float4_e2m1fn_x2")
+    check_dtype(_GMM, "weight", wt, (torch.uint8,))
+    check_dim(_GMM, "weight", wt, (3,))
+    require(bias is None, _GMM, "bias", "the MXFP4 grouped mode takes no bias here")
+    require(antiquant_offset is None, _GMM, "antiquant_offset", "MX weights are symmetric; pass None")
+    require(per_token_scale is not None, _GMM, "per_token_scale", "MXFP4 needs the activations' E8M0 scales")
+    require(per_token_scale_dtype == e8m0, _GMM, "per_token_scale_dtype", "must be float8_e8m0fnu")
+    out_dtype = output_dtype if isinstance(output_dtype, torch.dtype) else torch.bfloat16
+    require(out_dtype in _OUT, _GMM, "output_dtype", f"{out_dtype} is not fp16/bf16/fp32")
+    assert per_token_scale is not None
+    pts = per_token_scale[0]
+    check_dtype(_GMM, "per_token_scale", pts, (torch.uint8,))
+    check_dim(_GMM, "x", xt, (2,))
+    if x_dtype == fp4:  # W4A4: both operands packed FP4, the weight scales in `scale`
+        require(scale is not None and antiquant_scale is None, _GMM, "scale",
+                "FP4 x FP4 takes the weight's E8M0 scales as scale (antiquant_scale None)")
+        require(scale_dtype == e8m0, _GMM, "scale_dtype", "must be float8_e8m0fnu")
+        check_dtype(_GMM, "x", xt, (torch.uint8,))
+        require(xt.is_contiguous(), _GMM, "x", "packed FP4 x must be contiguous")
+        assert scale is not None
+        xv, ws, arg = _unpack_fp4_logical(xt, _GMM, "x"), scale[0], "scale"
+    else:  # W4A8: FP8 activations, the weight scales in `antiquant_scale`
+        require(x_dtype == torch.float8_e4m3fn, _GMM, "x_dtype",
+                f"{x_dtype} is not float8_e4m3fn or float4_e2m1fn_x2")
+        require(antiquant_scale is not None and scale is None, _GMM, "antiquant_scale",
+                "FP8 x FP4 takes the weight's E8M0 scales as antiquant_scale (scale None)")
+        require(scale_dtype is None, _GMM, "scale_dtype", "FP8 x FP4 takes no scale_dtype")
+        check_dtype(_GMM, "x", xt, (torch.float8_e4m3fn,))
+        assert antiquant_scale is not None
+        xv, ws, arg = xt.to(torch.float32), antiquant_scale[0], "antiquant_scale"
+    check_dtype(_GMM, arg, ws, (torch.uint8,))
+    k = xv.size(1)
+    require(k % 2 == 0 and -(-k // 32) % 2 == 0, _GMM, "x", f"K = {k} must be even with an even number of 32-blocks")
+    wv = _unpack_fp4_logical(wt, _GMM, "weight")  # [E, K, N]
+    return _mx_blocks(xv, wv, bounds, ws, pts, out_dtype=out_dtype, scale_arg=arg)
