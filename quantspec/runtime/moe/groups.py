@@ -11,7 +11,10 @@
   (``npu_convert_weight_to_int4pack``) to ``[E, K, N/8]``, int8 kept ``[E, K, N]``;
   ``antiquant_scale``/``antiquant_offset`` ``[E, G, N]`` (or ``[E, N]`` per channel) so that the
   kernel's ``(w + offset) * scale`` equals the format's ``(q - zero) * scale``
-  (sglang_ascend.md 6.1/6.2, vllm_ascend.md 4.7).
+  (sglang_ascend.md 6.1/6.2, vllm_ascend.md 4.7). The int8 antiquant kernel takes per-channel
+  scales only (torch_npu_ops.md 4.3), so grouped int8 experts are stored split along K,
+  ``[G, E, K/G, N]`` with ``[G, E, N]`` scale/offset, and run one per-channel grouped matmul per
+  K-group on the matching activation columns, summed in float32 (G kernel calls instead of one).
 """
 
 from __future__ import annotations
@@ -208,10 +211,24 @@ class WeightOnlyExperts(ExpertGroup):
         return self
 
     def _gmm(self, x: Tensor, group_list: Tensor, suffix: str = "") -> Tensor:
+        weight = getattr(self, f"weight{suffix}")
+        scale = getattr(self, f"antiquant_scale{suffix}")
         off = getattr(self, f"antiquant_offset{suffix}")
+        if weight.dim() == 3:
+            return self._antiquant(x, weight, scale, off, group_list)
+        # int8 per-group [G, E, K/G, N]: one per-channel matmul per K-group, accumulated in float32
+        gs = weight.size(2)
+        acc: Tensor | None = None
+        for j in range(weight.size(0)):
+            part = self._antiquant(x[:, j * gs:(j + 1) * gs].contiguous(), weight[j], scale[j],
+                                   None if off is None else off[j], group_list).to(torch.float32)
+            acc = part if acc is None else acc + part
+        assert acc is not None
+        return acc.to(x.dtype)
+
+    def _antiquant(self, x: Tensor, weight: Tensor, scale: Tensor, off: Tensor | None, group_list: Tensor) -> Tensor:
         out: Tensor = self.ops.npu_grouped_matmul(
-            [x], [getattr(self, f"weight{suffix}")], antiquant_scale=[getattr(self, f"antiquant_scale{suffix}")],
-            antiquant_offset=None if off is None else [off],
+            [x], [weight], antiquant_scale=[scale], antiquant_offset=None if off is None else [off],
             group_list=group_list, group_list_type=1, group_type=0, split_item=2,
         )[0]
         return out
@@ -237,10 +254,21 @@ def _pack(ops: Ops, quant: QuantSpec, codes: Tensor, scale: Tensor, offset: Tens
         if n % 8:
             raise bad_tensor("qweight", f"int4 experts need N divisible by 8, got {n}")
         weight = torch.stack([ops.npu_convert_weight_to_int4pack(codes[i].to(torch.int32)) for i in range(e)])
+    elif per_group:
+        # The int8 antiquant grouped matmul takes per-channel scales only (torch_npu_ops.md 4.3), so
+        # K is split into its quantization groups: [G, E, K/G, N] weights and [G, E, N] scale/offset,
+        # one per-channel grouped matmul per K-group, summed (see WeightOnlyExperts._gmm).
+        g = scale.size(1)
+        k = codes.size(1)
+        if k % g:
+            raise bad_tensor("scales", f"{g} groups do not divide K = {k}")
+
+        def by_group(t: Tensor) -> Tensor:
+            return t.transpose(0, 1).to(model_dtype).contiguous()
+
+        return {"weight": codes.reshape(e, g, k // g, n).transpose(0, 1).contiguous(),
+                "antiquant_scale": by_group(scale), "antiquant_offset": None if offset is None else by_group(offset)}
     else:
-        if per_group:
-            raise bad_tensor("scales", "int8 weight-only grouped matmul supports per-channel scales only",
-                             hint="use per-channel (group_size -1) int8 or int4 weights for MoE")
         weight = codes.contiguous()
 
     def shape(t: Tensor) -> Tensor:

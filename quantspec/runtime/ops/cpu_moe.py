@@ -153,6 +153,8 @@ def npu_grouped_matmul(
             f"shape {tuple(sc.shape)} not ({e}, {n}) or ({e}, G, {n})",
         )
         if sc.dim() == 3:
+            require(wt.dtype == torch.int32, _GMM, "antiquant_scale",
+                    "per-group antiquant scales need int4 weights (int8 weight-only is per-channel only)")
             require(k % sc.size(1) == 0, _GMM, "antiquant_scale", f"G = {sc.size(1)} does not divide K = {k}")
             sc = sc.repeat_interleave(k // sc.size(1), dim=1)
         else:
