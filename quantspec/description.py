@@ -16,7 +16,7 @@ from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from quantspec.errors import Reason
 from quantspec.vocab import (
@@ -127,8 +127,27 @@ class Rule(_Frozen):
 
     match: Matcher
     quant: QuantSpec | None
-    #: Where the rule comes from: a JSON pointer into the source file.
+    #: Where the rule comes from: a JSON pointer into the source file (for a rule with
+    #: ``origins``, the origin of its first pattern).
     origin: str
+    #: For an EXACT rule that stands for one file entry per module (ModelSlim groups its per-tensor
+    #: entries by type label: one rule per label instead of one per module), ``(head, tail)``: the
+    #: origin of module ``m`` is ``head + m + tail``, ``m`` escaped as a JSON pointer token, so
+    #: that each module still names its own entry. None: every pattern has ``origin``.
+    origins: tuple[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _origins_need_exact(self) -> Rule:
+        if self.origins is not None and (self.match.kind is not MatchKind.EXACT or self.match.negate):
+            raise ValueError("per-pattern origins need a non-negated EXACT matcher")
+        return self
+
+    def origin_of(self, module: str) -> str:
+        """The origin that decided ``module`` (which this rule matches)."""
+        if self.origins is None:
+            return self.origin
+        head, tail = self.origins
+        return f"{head}{module.replace('~', '~0').replace('/', '~1')}{tail}"
 
 
 class KVCacheQuant(_Frozen):
@@ -191,7 +210,7 @@ class CheckpointDescription(_Frozen):
         """
         for rule in self.rules:
             if rule.match.matches(module, module_class):
-                return Resolution(quant=rule.quant, matched=True, origin=rule.origin)
+                return Resolution(quant=rule.quant, matched=True, origin=rule.origin_of(module))
         if self.requires_entry:
             return Resolution(quant=None, matched=False, origin="default")
         applies = module_class is None or module_class in self.default_classes
@@ -216,7 +235,8 @@ class CheckpointDescription(_Frozen):
         labels: dict[str, int] = {}
         for r in self.rules:
             key = r.quant.label if r.quant else "FLOAT"
-            labels[key] = labels.get(key, 0) + 1
+            # a rule with per-pattern origins stands for one entry per pattern
+            labels[key] = labels.get(key, 0) + (len(r.match.patterns) if r.origins is not None else 1)
         if self.default is not None:
             labels[f"{self.default.label} (default)"] = labels.get(f"{self.default.label} (default)", 0) + 1
         return {"format": self.format.value, "source": self.source, "mode": self.mode.value, "rules": labels}
@@ -237,8 +257,8 @@ class Resolver:
     """:meth:`CheckpointDescription.resolve`'s answers for many modules, EXACT rules indexed.
 
     ``resolve`` scans the rules in order, which is what the semantics are; but ModelSlim and
-    GGUF descriptions hold one EXACT rule per module (tens of thousands for a DeepSeek-V3-sized
-    model), so resolving every module by a scan is quadratic. Here the EXACT rules are indexed
+    GGUF descriptions list every module in EXACT rules (tens of thousands of modules for a
+    DeepSeek-V3-sized model), so resolving every module by a scan is quadratic. Here the EXACT rules are indexed
     by pattern and only the other rules that come *before* the indexed one are scanned, so the
     first matching rule, and therefore the answer, is the same (tests compare the two with
     hypothesis and on every planner fixture). Get one with :meth:`CheckpointDescription.resolver`.
@@ -260,12 +280,16 @@ class Resolver:
         self._resolutions: dict[int, Resolution] = {}
         matchers = list(map(_MATCH, self._rules))
         patterns = list(map(_PATTERNS, matchers))
-        if (set(map(_KIND, matchers)) <= {MatchKind.EXACT} and not any(map(_NEGATE, matchers))
-                and set(map(len, patterns)) <= {1}):
-            # One module per EXACT rule (ModelSlim, GGUF: tens of thousands of rules), indexed with
+        if set(map(_KIND, matchers)) <= {MatchKind.EXACT} and not any(map(_NEGATE, matchers)):
+            # EXACT rules only (ModelSlim, GGUF: tens of thousands of modules), indexed with
             # C-level maps; filled from the last rule backwards so that the first rule wins.
             n = len(patterns)
-            self._exact = dict(zip(map(_FIRST, reversed(patterns)), range(n - 1, -1, -1), strict=True))
+            if set(map(len, patterns)) <= {1}:  # one module per rule (GGUF)
+                self._exact = dict(zip(map(_FIRST, reversed(patterns)), range(n - 1, -1, -1), strict=True))
+                return
+            exact = self._exact
+            for i in range(n - 1, -1, -1):  # one rule per type label (ModelSlim): a few rules
+                exact.update(dict.fromkeys(patterns[i], i))
             return
         exact, others = self._exact, self._others
         for i, m in enumerate(matchers):
@@ -331,6 +355,9 @@ class Resolver:
     def resolve(self, module: str, module_class: str | None = "Linear") -> Resolution:
         """The same :class:`Resolution` as ``CheckpointDescription.resolve(module, module_class)``."""
         i = self._index(module, module_class)
+        if i >= 0 and self._rules[i].origins is not None:  # each module has its own origin
+            rule = self._rules[i]
+            return Resolution(quant=rule.quant, matched=True, origin=rule.origin_of(module))
         res = self._resolutions.get(i)
         if res is None:
             if i >= 0:

@@ -21,6 +21,7 @@ from quantspec.description import (
     ActQuant,
     CheckpointDescription,
     KVCacheQuant,
+    Matcher,
     QuantSpec,
     Rule,
     WeightQuant,
@@ -202,27 +203,26 @@ def _normalise(
     raw: ModelSlimDescription, entries: Mapping[str, Any], *, file: str, source: str, prefix: str
 ) -> CheckpointDescription:
     # This loop runs once per tensor (136k for DeepSeek-V3), so it does the least per entry:
-    # JSON pointers are built only for rules and findings, the C8 / FA regexes run only on keys
-    # that contain their literal part, and rules are validated in one core call each.
+    # modules are grouped by type label into one EXACT rule per label (the rule derives each
+    # module's JSON pointer, ``Rule.origins``), pointers are built only for findings and each
+    # label's first entry, and the C8 / FA regexes run only on keys containing their literal part.
     findings: list[Reason] = []
     extras: dict[str, JsonValue] = {}
     for key in HEADER_KEYS:
         value = getattr(raw, key)
         if value is not None:  # null means absent (vLLM-Ascend's `!= ""` test is fooled by null)
             extras[key] = value
-    rules: list[Rule] = []
     declared: list[str] = []
     specs: dict[str, QuantSpec | None] = {}
+    #: type label -> its modules in file order, and the pointer of its first entry
+    modules: dict[str, list[str]] = {}
+    label_ptr: dict[str, str] = {}
     reported: set[str] = set()
     c8: list[str] = []
     fa: list[str] = []
     first_ptr: dict[str, str] = {}
-    # One pydantic-core call per rule (the Matcher is built inside it): the cheapest fully
-    # validated construction, cheaper than ``model_construct`` (a Python loop over the fields).
-    validate_rule = Rule.__pydantic_validator__.validate_python
-    exact = MatchKind.EXACT
     root = f"{prefix}/"
-    add_rule, declare = rules.append, declared.append
+    declare = declared.append
     for key, value in entries.items():
         if value.__class__ is not str and not isinstance(value, str):
             if value is None:
@@ -237,12 +237,13 @@ def _normalise(
             continue
         declare(key)
         if key.endswith(".weight"):  # never a C8 / FA entry (those end in scale / offset)
-            ptr = root + key.replace("~", "~0").replace("/", "~1")  # pointer(prefix, key), inlined
-            spec = specs.get(value, _UNSEEN)
-            if spec is _UNSEEN:
-                spec = specs[value] = None if value == FLOAT_LABEL else _spec_or_unmapped(
+            mods = modules.get(value)
+            if mods is None:
+                ptr = label_ptr[value] = root + key.replace("~", "~0").replace("/", "~1")  # pointer(), inlined
+                specs[value] = None if value == FLOAT_LABEL else _spec_or_unmapped(
                     value, raw, findings, reported, file=file, where=ptr)
-            add_rule(validate_rule({"match": {"kind": exact, "patterns": (key[:-7],)}, "quant": spec, "origin": ptr}))
+                mods = modules[value] = []
+            mods.append(key[:-7])
         elif "kv_cache_" in key and (m := _C8_RE.match(key)):
             c8.append(m.group("attn"))
             if "c8" not in first_ptr:
@@ -252,6 +253,11 @@ def _normalise(
             if "fa" not in first_ptr:
                 first_ptr["fa"] = _ptr(prefix, key)
     kv = _kv_items(raw, c8, fa, first_ptr, findings, file=file, prefix=prefix)
+    # Each module's entry is ``<module>.weight``, so its pointer is ``root + module + ".weight"``
+    # with the module escaped (``.weight`` needs no escaping): what ``Rule.origin_of`` builds.
+    exact = MatchKind.EXACT
+    rules = [Rule(match=Matcher(kind=exact, patterns=tuple(mods)), quant=specs[label], origin=label_ptr[label],
+                  origins=(root, ".weight")) for label, mods in modules.items()]
     return CheckpointDescription(
         format=FormatFamily.MODELSLIM,
         source=source,
@@ -264,10 +270,6 @@ def _normalise(
         extras=extras,
         findings=tuple(findings),
     )
-
-
-#: Marker of a label not looked up yet (None is a valid spec: FLOAT).
-_UNSEEN: Any = object()
 
 
 def _ptr(prefix: str, key: str) -> str:
