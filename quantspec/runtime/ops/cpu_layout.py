@@ -1,8 +1,9 @@
 """CPU emulation of the layout ops: ``npu_format_cast``, ``npu_convert_weight_to_int4pack``.
 
 FRACTAL_NZ re-tiles storage but keeps the logical shape and values (torch_npu_ops.md 1.4, 2.2),
-so the emulation keeps values and records the format as a tag on the tensor object. Views do not
-inherit the tag, matching the NPU rule that an NZ tensor must not be viewed or sliced.
+so the emulation keeps values and records the format as a tag on the tensor object (§2.2: "identity
+on values; keep a side tag"). Views do not inherit the tag, matching the NPU rule that an NZ tensor
+must not be viewed or sliced.
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ def tag_format(t: Tensor, acl_format: int) -> Tensor:
 def npu_format_cast(
     input: Tensor, acl_format: int, *, customize_dtype: DtypeArg = None, input_dtype: DtypeArg = None
 ) -> Tensor:
-    """A new tensor with the same values, tagged with ``acl_format`` (ND = 2 or FRACTAL_NZ = 29)."""
+    """A new tensor object with the same values, tagged with ``acl_format`` (ND = 2 or FRACTAL_NZ = 29).
+
+    The result is an alias of ``input`` (same storage, no copy): re-tiling has no observable
+    effect on values, and copying every int8 weight cost the loader a full pass over the
+    checkpoint. It is a distinct object so that the tag never lands on ``input`` itself (whose
+    format stays as it was, as on the NPU, where the cast returns a new tensor). Callers hand
+    over freshly repacked tensors and do not write to them afterwards.
+    """
     op = "npu_format_cast"
     require(int(acl_format) in _SUPPORTED_FORMATS, op, "acl_format", f"{acl_format} is not ND (2) or FRACTAL_NZ (29)")
     require(input.dim() >= 2 or int(acl_format) == AclFormat.ND, op, "self", "FRACTAL_NZ needs at least 2 dims")
-    return tag_format(input.clone(), int(acl_format))
+    return tag_format(input.view_as(input), int(acl_format))
 
 
 def npu_convert_weight_to_int4pack(weight: Tensor, inner_k_tiles: int = 0) -> Tensor:
