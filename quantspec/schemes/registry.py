@@ -18,23 +18,63 @@ F = FormatFamily
 S = SchemeId
 L = MatrixLayer
 
-_FAMILY_NAME = {
-    F.MODELSLIM: "ModelSlim", F.AWQ: "AWQ", F.GPTQ: "GPTQ", F.AUTO_ROUND: "AutoRound",
-    F.COMPRESSED_TENSORS: "CompressedTensors", F.GGUF: "GGUF", F.MXFP8_ONLINE: "MXFP8Online",
-    F.UNQUANTIZED: "Float",
+#: The runtime class each key executes with: its ``__name__`` in the linear registry
+#: (``quantspec.runtime.schemes``) or the MoE group registry (``quantspec.runtime.moe``).
+#: Several keys share a class where the runtime registers one class for many keys; the names are
+#: plain strings so that this module needs no torch (tests/test_matrix_binding.py binds the two).
+_EXECUTABLE: dict[tuple[FormatFamily, SchemeId, MatrixLayer], str] = {
+    (F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR): "ModelSlimW8A8Dynamic",
+    (F.MODELSLIM, S.W8A8_STATIC, L.LINEAR): "ModelSlimW8A8Static",
+    (F.MODELSLIM, S.W8A16, L.LINEAR): "ModelSlimW8A16",
+    (F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR): "ModelSlimW4A4Dynamic",
+    (F.MODELSLIM, S.W8A8_MXFP8, L.LINEAR): "ModelSlimMxFp8",
+    (F.MODELSLIM, S.W4A8_MXFP, L.LINEAR): "ModelSlimW4A8Mxfp",
+    (F.MODELSLIM, S.W4A4_MXFP4, L.LINEAR): "ModelSlimW4A4Mxfp4",
+    (F.MODELSLIM, S.W8A8_FP8_DYNAMIC, L.LINEAR): "ModelSlimW8A8Fp8Dynamic",
+    (F.MODELSLIM, S.W8A8_DYNAMIC, L.MOE): "Int8DynamicExperts",
+    (F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE): "W4A4Experts",
+    (F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE): "W4A8Experts",
+    (F.MODELSLIM, S.W8A8_MXFP8, L.MOE): "MxFp8Experts",
+    (F.MODELSLIM, S.W4A8_MXFP, L.MOE): "MxFp4W4A8Experts",
+    (F.MODELSLIM, S.W4A4_MXFP4, L.MOE): "MxFp4W4A4Experts",
+    (F.AWQ, S.W4A16, L.LINEAR): "WeightOnlyLinear",
+    (F.AWQ, S.W8A16, L.LINEAR): "WeightOnlyLinear",
+    (F.AWQ, S.W4A16, L.MOE): "WeightOnlyExperts",
+    (F.GPTQ, S.W4A16, L.LINEAR): "WeightOnlyLinear",
+    (F.GPTQ, S.W8A16, L.LINEAR): "WeightOnlyLinear",
+    (F.GPTQ, S.W4A16, L.MOE): "WeightOnlyExperts",
+    (F.GPTQ, S.W8A16, L.MOE): "WeightOnlyExperts",
+    (F.AUTO_ROUND, S.W4A16, L.LINEAR): "WeightOnlyLinear",
+    (F.AUTO_ROUND, S.W8A16, L.LINEAR): "WeightOnlyLinear",
+    (F.AUTO_ROUND, S.W4A16, L.MOE): "WeightOnlyExperts",
+    (F.AUTO_ROUND, S.W8A16, L.MOE): "WeightOnlyExperts",
+    (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.LINEAR): "CompressedTensorsW8A8Dynamic",
+    (F.COMPRESSED_TENSORS, S.W8A8_STATIC, L.LINEAR): "CompressedTensorsW8A8Static",
+    (F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR): "WeightOnlyLinear",
+    (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE): "Int8DynamicExperts",
+    (F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE): "W4A8Experts",
+    (F.COMPRESSED_TENSORS, S.W4A16, L.MOE): "WeightOnlyExperts",
+    (F.GGUF, S.GGUF, L.LINEAR): "GgufLinear",
+    (F.GGUF, S.GGUF, L.MOE): "FloatExperts",
+    (F.MXFP8_ONLINE, S.W8A8_MXFP8, L.LINEAR): "OnlineMxFp8",
+    (F.MXFP8_ONLINE, S.W8A8_MXFP8, L.MOE): "OnlineMxFp8Experts",
 }
-_SCHEME_NAME = {
-    S.W4A4_DYNAMIC: "W4A4Dynamic", S.W8A8_STATIC: "W8A8Static", S.W8A8_DYNAMIC: "W8A8Dynamic",
-    S.W8A8_MXFP8: "MXFP8", S.W4A8_DYNAMIC: "W4A8Dynamic", S.W4A16: "W4A16", S.W8A16: "W8A16",
-    S.W4A8_MXFP: "W4A8MXFP", S.W4A4_MXFP4: "MXFP4", S.W8A8_FP8_DYNAMIC: "W8A8FP8Dynamic",
-    S.GGUF: "", S.KV_C8: "KVC8", S.FA_KQUANT: "FAKQuant",
-}
-_LAYER_NAME = {L.LINEAR: "Linear", L.MOE: "MoE", L.EMBEDDING: "Embedding", L.ATTENTION: "Attention"}
+#: The executable of layers with no runtime module (attention/KV-cache entries, embeddings,
+#: unquantized linears): their tensors are loaded, cast to the model dtype when float (GGUF
+#: dequantized), and installed into the model's own modules.
+LOADED_AS_FLOAT = "FloatTensors"
+#: The runtime class of unquantized MoE experts (registered under ``(unquantized, None)``).
+FLOAT_MOE = "FloatExperts"
 
 
 def executable_name(family: FormatFamily, scheme: SchemeId | None, layer: MatrixLayer) -> str:
-    """Executable scheme class name for a key, e.g. ``ModelSlimW8A8StaticLinear``."""
-    return f"{_FAMILY_NAME[family]}{_SCHEME_NAME[scheme] if scheme else ''}{_LAYER_NAME[layer]}"
+    """Name of the runtime class that executes a key, e.g. ``ModelSlimW8A8Static``, or
+    :data:`LOADED_AS_FLOAT` for layers whose tensors are loaded as float (attention, embedding)."""
+    if scheme is None:
+        return FLOAT_MOE if layer is L.MOE else LOADED_AS_FLOAT
+    if layer in (L.ATTENTION, L.EMBEDDING):
+        return LOADED_AS_FLOAT
+    return _EXECUTABLE[(family, scheme, layer)]
 
 
 def _r(name: str, dtype: DtypeRule, shape: tuple[str | int, ...] | None, *dtypes: str,

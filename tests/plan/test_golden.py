@@ -48,10 +48,10 @@ def test_dense_w8a8_dynamic_accepts_every_layer(tmp_path: Path) -> None:
     assert plan.accepted
     qkv = plan.layer("model.layers.0.self_attn.qkv_proj")
     assert qkv.shards == tuple(f"model.layers.0.self_attn.{p}_proj" for p in "qkv")
-    assert qkv.executable == "ModelSlimW8A8DynamicLinear"
+    assert qkv.executable == "ModelSlimW8A8Dynamic"
     assert "cast weight to FRACTAL_NZ" in qkv.transforms
     assert qkv.quant is not None and qkv.quant.label == "W8A8_DYNAMIC"
-    assert plan.layer("lm_head").label == "FLOAT" and plan.layer("lm_head").executable == "FloatLinear"
+    assert plan.layer("lm_head").label == "FLOAT" and plan.layer("lm_head").executable == "FloatTensors"
     assert plan.summary.by_scheme["W8A8_DYNAMIC"].accepted == 8
 
 
@@ -60,7 +60,7 @@ def test_w8a8_static_deq_scale_follows_model_dtype(name: str, deq: str, tmp_path
     plan = plan_fixture(name, tmp_path)
     assert plan.accepted
     layer = plan.layer("model.layers.0.self_attn.o_proj")
-    assert layer.executable == "ModelSlimW8A8StaticLinear"
+    assert layer.executable == "ModelSlimW8A8Static"
     assert "model.layers.0.self_attn.o_proj.deq_scale" in layer.tensors
 
 
@@ -83,13 +83,13 @@ def test_deepseek_moe(tmp_path: Path) -> None:
     layers = _by_name(plan)
     w13 = plan.layers[next(i for i, lay in enumerate(plan.layers)
                        if lay.name == "model.layers.1.mlp.experts" and lay.kind.value == "moe_w13")]
-    assert w13.label == "W4A8_DYNAMIC" and w13.executable == "ModelSlimW4A8DynamicMoE"
+    assert w13.label == "W4A8_DYNAMIC" and w13.executable == "W4A8Experts"
     assert w13.experts == (0, 1, 2, 3) and w13.shards == ("gate_proj", "up_proj")
     assert len(w13.tensors) == 4 * 2 * 4  # weight, scale, offset, scale_bias of gate and up, for 4 experts
     w2 = layers[("model.layers.1.mlp.experts", "moe_w2")]
-    assert w2.label == "W8A8_DYNAMIC" and w2.executable == "ModelSlimW8A8DynamicMoE"  # type: ignore[attr-defined]
+    assert w2.label == "W8A8_DYNAMIC" and w2.executable == "Int8DynamicExperts"  # type: ignore[attr-defined]
     mtp = layers[("model.layers.3.mlp.experts", "moe_w13")]
-    assert mtp.label == "FLOAT" and mtp.executable == "FloatMoE"  # type: ignore[attr-defined]
+    assert mtp.label == "FLOAT" and mtp.executable == "FloatExperts"  # type: ignore[attr-defined]
     fused = plan.layer("model.layers.0.self_attn.fused_qkv_a_proj")
     assert [w.code.value for w in fused.warnings] == ["plan.warning"]
     assert "keep weight ND (not NZ-aligned)" in fused.transforms
@@ -137,7 +137,7 @@ def test_mxfp8_on_a5_needs_allow_untested(tmp_path: Path) -> None:
     allowed = quantspec.plan(root, target="a5", allow_untested=True)
     assert allowed.accepted and allowed.policy.allow_untested
     ok = allowed.layer("model.layers.0.mlp.down_proj")
-    assert ok.executable == "ModelSlimMXFP8Linear"
+    assert ok.executable == "ModelSlimMxFp8"
     assert ok.warnings[0].message.endswith("accepted by --allow-untested")
 
 
@@ -145,7 +145,7 @@ def test_gptq_act_order_is_accepted_with_permutation(tmp_path: Path) -> None:
     plan = plan_fixture("gptq_act_order_a2", tmp_path)
     assert plan.accepted
     layer = plan.layer("model.layers.0.mlp.down_proj")
-    assert layer.executable == "GPTQW4A16Linear"
+    assert layer.executable == "WeightOnlyLinear"
     assert "permute K by g_idx (act-order)" in layer.transforms
     assert layer.quant is not None and layer.quant.weight.act_order
 
@@ -154,7 +154,7 @@ def test_awq_group_64(tmp_path: Path) -> None:
     plan = plan_fixture("awq_g64_a2", tmp_path)
     assert plan.accepted
     layer = plan.layer("model.layers.0.mlp.gate_up_proj")
-    assert layer.executable == "AWQW4A16Linear" and layer.quant is not None and layer.quant.weight.group_size == 64
+    assert layer.executable == "WeightOnlyLinear" and layer.quant is not None and layer.quant.weight.group_size == 64
     assert (layer.n, layer.k) == (512, 128)
 
 
@@ -162,7 +162,7 @@ def test_ct_w4a16_moe_with_ignore_list(tmp_path: Path) -> None:
     plan = plan_fixture("ct_w4a16_moe_a3", tmp_path)
     assert plan.accepted
     kinds = {(lay.name, lay.kind.value): lay for lay in plan.layers}
-    assert kinds[("model.layers.0.mlp.experts", "moe_w13")].executable == "CompressedTensorsW4A16MoE"
+    assert kinds[("model.layers.0.mlp.experts", "moe_w13")].executable == "WeightOnlyExperts"
     assert plan.layer("model.layers.0.self_attn.qkv_proj").label == "FLOAT"
     assert plan.layer("model.layers.0.mlp.gate").label == "FLOAT"
 
@@ -171,7 +171,7 @@ def test_gguf_dequantizes_at_load(tmp_path: Path) -> None:
     plan = plan_fixture("gguf_a3", tmp_path)
     assert plan.accepted and plan.format.value == "gguf"
     emb = plan.layer("model.embed_tokens")
-    assert emb.executable == "GGUFEmbedding"
+    assert emb.executable == "FloatTensors"
     assert emb.warnings[0].message == "GGUF is dequantized to bf16 at load: no memory saving [rule dequant_at_load]"
 
 
@@ -189,4 +189,4 @@ def test_pipeline_components_are_planned(tmp_path: Path) -> None:
     assert [c.name for c in plan.components] == ["text_encoder", "transformer"]
     layer = plan.layer("transformer/blocks.0.attn1.to_q")
     assert layer.component == "transformer" and layer.module == "blocks.0.attn1.to_q"
-    assert layer.executable == "ModelSlimW8A8DynamicLinear"
+    assert layer.executable == "ModelSlimW8A8Dynamic"
