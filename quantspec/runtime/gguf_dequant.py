@@ -20,6 +20,7 @@ from torch import Tensor
 from quantspec.errors import Code, InvalidCheckpoint, reason
 from quantspec.runtime import gguf_iq as iq
 from quantspec.runtime.gguf_bits import QK_K, _f16, _i8, _nibbles_halves, _shift, _u16, _u32
+from quantspec.runtime.gguf_lattice import LATTICE_TYPES, dequantize_lattice
 
 _log = logging.getLogger(__name__)
 T = GGMLQuantizationType
@@ -234,18 +235,15 @@ _KERNELS: dict[GGMLQuantizationType, _Kernel] = {
     T.NVFP4: _nvfp4,
     T.IQ4_NL: _iq4_nl,
     T.IQ4_XS: _iq4_xs,
-    T.IQ2_XXS: iq.iq2_xxs,
-    T.IQ2_XS: iq.iq2_xs,
-    T.IQ2_S: iq.iq2_s,
-    T.IQ3_XXS: iq.iq3_xxs,
-    T.IQ3_S: iq.iq3_s,
     T.IQ1_S: iq.iq1_s,
     T.IQ1_M: iq.iq1_m,
     T.BF16: _bf16,
 }
 
+_LATTICE = frozenset(GGMLQuantizationType[name] for name in LATTICE_TYPES)
+
 #: Every type this module dequantizes (gguf-py 0.19's dequantizable set).
-SUPPORTED_TYPES: tuple[GGMLQuantizationType, ...] = (T.F32, T.F16, *_KERNELS)
+SUPPORTED_TYPES: tuple[GGMLQuantizationType, ...] = (T.F32, T.F16, *_KERNELS, *sorted(_LATTICE))
 
 
 def ggml_type(name: str | int | GGMLQuantizationType) -> GGMLQuantizationType:
@@ -267,31 +265,14 @@ _COMPILE_BROKEN: set[GGMLQuantizationType] = set()
 AUTO_COMPILE_BYTES = 1 << 22
 
 
-_IQ_TABLES: dict[GGMLQuantizationType, tuple[str, bool]] = {
-    T.IQ2_XXS: ("IQ2_XXS", True),
-    T.IQ2_XS: ("IQ2_XS", True),
-    T.IQ2_S: ("IQ2_S", False),
-    T.IQ3_XXS: ("IQ3_XXS", True),
-    T.IQ3_S: ("IQ3_S", False),
-    T.IQ1_S: ("IQ1_S", False),
-    T.IQ1_M: ("IQ1_M", False),
-}
-
-
-def _tables(qtype: GGMLQuantizationType) -> tuple[Tensor, ...]:
-    """Lattice grid (and sign table) of an IQ type, passed to the kernel as arguments so that
-    torch.compile sees plain tensors."""
-    if qtype not in _IQ_TABLES:
-        return ()
-    name, signs = _IQ_TABLES[qtype]
-    packed, values = iq.packed_grid(name)
-    base = (iq.grid(name), packed, values)
-    return (*base, iq.ksigns()) if signs else base
+_IQ1 = (T.IQ1_S, T.IQ1_M)
 
 
 def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
     """Run the eager kernel, or the torch.compile'd one (inductor fuses it into one loop)."""
-    tables = _tables(qtype)
+    if qtype in _LATTICE:
+        return dequantize_lattice(qtype.name, blocks, compile=compile)
+    tables = (iq.grid(qtype.name),) if qtype in _IQ1 else ()
     if compile and qtype not in _COMPILE_BROKEN:
         if qtype not in _COMPILED:
             # Every table index is a masked bit field, so inductor's bounds asserts are dead weight.
@@ -320,8 +301,7 @@ def dequantize(
     if qtype == T.BF16 and data.dtype in (torch.uint8, torch.bfloat16):
         # bf16 -> f32 is exact (a 16-bit shift), and torch's conversion is one vectorised pass.
         return (data.contiguous().view(torch.bfloat16) if data.dtype == torch.uint8 else data).to(torch.float32)
-    kernel = _KERNELS.get(qtype)
-    if kernel is None:
+    if qtype not in _KERNELS and qtype not in _LATTICE:
         raise InvalidCheckpoint(
             reason(
                 Code.RUNTIME_BAD_TENSOR,

@@ -91,10 +91,10 @@ def test_float_types_and_errors() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-@pytest.mark.parametrize("name", ["Q8_0", "IQ4_XS", "IQ2_XS"])
+@pytest.mark.parametrize("name", ["Q8_0", "Q2_K", "Q3_K", "Q6_K", "TQ1_0", "IQ4_XS", "IQ2_XS", "IQ3_S", "IQ1_S"])
 def test_compiled_kernel_is_identical(name: str) -> None:
-    """The torch.compile path (used for large tensors; IQ4 and IQ2 take their select-tree branches)
-    gives the same bits as gguf-py."""
+    """The torch.compile path (used for large tensors; IQ4 takes its select-tree branch, IQ2/IQ3 the
+    compiled index and scale steps) gives the same bits as gguf-py."""
     qtype = GGMLQuantizationType[name]
     raw = _random_blocks(qtype, 4, 8, seed=5)
     ref = gq.dequantize(raw, qtype)
