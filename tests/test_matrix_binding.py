@@ -10,7 +10,9 @@ some generation):
     :data:`~quantspec.schemes.registry.LOADED_AS_FLOAT` and the loader's dispatch confirms;
 (c) the spec's ``executable`` is that runtime class's ``__name__``.
 
-Conversely every runtime-registered key is a matrix entry that can run somewhere.
+Conversely every runtime-registered key is a matrix entry that can run somewhere, except the
+explicitly listed :data:`RUNTIME_ONLY` keys (the runtime may run more than the planner admits; the
+reverse, the plan accepting what the loader refuses, is what the checks above rule out).
 """
 
 from __future__ import annotations
@@ -139,12 +141,20 @@ def test_float_specs_name_their_runtime() -> None:
     assert FLOAT_SPECS[L.EMBEDDING].executable == LOADED_AS_FLOAT
 
 
+#: Runtime keys with no matrix cell, so the planner never plans them. Listed so that the gap stays
+#: visible: compressed-tensors ``pack-quantized`` int8 weight-only linears are decoded and tested
+#: (tests/runtime/schemes) and the parser names them W8A16, but the support matrix has no
+#: ``compressed_tensors/w8a16/linear`` cell yet (adding one is a matrix decision: status, sources).
+RUNTIME_ONLY = {(F.COMPRESSED_TENSORS, SchemeId.W8A16, L.LINEAR)}
+
+
 def test_every_registered_key_is_a_runnable_matrix_entry() -> None:
     runnable = {(e.family, e.scheme, e.layer) for e in RUNNABLE}
-    for (family, scheme), cls in registered_linear().items():
-        assert (family, scheme, L.LINEAR) in runnable, (family, scheme, cls.__name__)
-    for (family, moe_scheme), cls in registered_moe().items():
+    registered = {(family, scheme, L.LINEAR) for family, scheme in registered_linear()}
+    for family, moe_scheme in registered_moe():
         if moe_scheme is None:
-            assert family is F.UNQUANTIZED, cls.__name__  # float experts: unquantized MoE layers
+            assert family is F.UNQUANTIZED  # float experts: unquantized MoE layers
             continue
-        assert (family, moe_scheme, L.MOE) in runnable, (family, moe_scheme, cls.__name__)
+        registered.add((family, moe_scheme, L.MOE))
+    # exact: a new unlisted key fails, and so does a listed one once the matrix gains its cell
+    assert registered - runnable == RUNTIME_ONLY

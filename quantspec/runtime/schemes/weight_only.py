@@ -149,6 +149,7 @@ _DECODERS = {Layout.GPTQ: _gptq, Layout.AWQ_GEMM: _awq, Layout.CT_PACKED: _ct_pa
 @register_linear(FormatFamily.AUTO_ROUND, SchemeId.W4A16)
 @register_linear(FormatFamily.AUTO_ROUND, SchemeId.W8A16)
 @register_linear(FormatFamily.COMPRESSED_TENSORS, SchemeId.W4A16)
+@register_linear(FormatFamily.COMPRESSED_TENSORS, SchemeId.W8A16)
 class WeightOnlyLinear(LinearScheme):
     """Weight-only int4/int8 linear through ``npu_weight_quant_batchmatmul``.
 
