@@ -18,6 +18,7 @@ from gguf import quants as gq
 from torch import Tensor
 
 from quantspec.errors import Code, InvalidCheckpoint, reason
+from quantspec.runtime import gguf_fused as fused
 from quantspec.runtime import gguf_iq as iq
 from quantspec.runtime.gguf_bits import QK_K, _f16, _i8, _nibbles_halves, _shift, _u16, _u32
 from quantspec.runtime.gguf_lattice import LATTICE_TYPES, dequantize_lattice
@@ -45,10 +46,6 @@ def _q5(b: Tensor, with_min: bool) -> Tensor:
     hi = (_shift(qh, list(range(32)), 2).reshape(-1, 32) & 1).to(torch.uint8)
     q = (_nibbles_halves(b[:, o + 4 :]) | (hi << 4)).to(torch.float32)
     return d * q + _f16(b[:, 2:4]) if with_min else d * (q - 16)
-
-
-def _q8_0(b: Tensor) -> Tensor:
-    return _i8(b[:, 2:]).to(torch.float32) * _f16(b[:, :2])
 
 
 def _crumbs(qs: Tensor) -> Tensor:
@@ -223,7 +220,7 @@ _KERNELS: dict[GGMLQuantizationType, _Kernel] = {
     T.Q4_1: _q4_1,
     T.Q5_0: lambda b: _q5(b, with_min=False),
     T.Q5_1: lambda b: _q5(b, with_min=True),
-    T.Q8_0: _q8_0,
+    T.Q8_0: fused.q8_0,
     T.Q2_K: _q2_k,
     T.Q3_K: _q3_k,
     T.Q4_K: _q4_k,
@@ -268,6 +265,19 @@ AUTO_COMPILE_BYTES = 1 << 22
 _IQ1 = (T.IQ1_S, T.IQ1_M)
 
 
+def compile_policy(qtype: GGMLQuantizationType) -> str:
+    """How ``qtype`` runs when :func:`dequantize` compiles (chosen per type by measurement,
+    docs/benchmarks.md "Runtime"): its ``gguf_fused`` kernel, the lattice table path (compiled
+    index/scale steps around an eager gather), torch's own conversion, or its eager kernel compiled."""
+    if qtype in (T.F32, T.F16, T.BF16):
+        return "torch dtype conversion (never compiled)"
+    if qtype in _LATTICE:
+        return "lattice tables: compiled index + scale, eager int32 gather"
+    if qtype.name in fused.FUSED_KERNELS:
+        return "gguf_fused kernel compiled"
+    return "eager kernel compiled"
+
+
 def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
     """Run the eager kernel, or the torch.compile'd one (inductor fuses it into one loop)."""
     if qtype in _LATTICE:
@@ -275,8 +285,9 @@ def _run(qtype: GGMLQuantizationType, blocks: Tensor, compile: bool) -> Tensor:
     tables = (iq.grid(qtype.name),) if qtype in _IQ1 else ()
     if compile and qtype not in _COMPILE_BROKEN:
         if qtype not in _COMPILED:
+            kernel = fused.FUSED_KERNELS.get(qtype.name, _KERNELS[qtype])
             # Every table index is a masked bit field, so inductor's bounds asserts are dead weight.
-            _COMPILED[qtype] = torch.compile(_KERNELS[qtype], dynamic=True, options={"assert_indirect_indexing": False})
+            _COMPILED[qtype] = torch.compile(kernel, dynamic=True, options={"assert_indirect_indexing": False})
         try:
             return _COMPILED[qtype](blocks, *tables)
         except Exception as exc:  # no C++ compiler, unsupported platform...: the eager kernel is exact too
