@@ -10,9 +10,9 @@ some generation):
     :data:`~quantspec.schemes.registry.LOADED_AS_FLOAT` and the loader's dispatch confirms;
 (c) the spec's ``executable`` is that runtime class's ``__name__``.
 
-Conversely every runtime-registered key is a matrix entry that can run somewhere, except the
-explicitly listed :data:`RUNTIME_ONLY` keys (the runtime may run more than the planner admits; the
-reverse, the plan accepting what the loader refuses, is what the checks above rule out).
+Conversely every runtime-registered key is a matrix entry that can run somewhere: the runtime runs
+nothing the planner could not admit, and the checks above rule out the plan accepting what the
+loader refuses.
 """
 
 from __future__ import annotations
@@ -145,9 +145,6 @@ def test_float_specs_name_their_runtime() -> None:
 #: visible: compressed-tensors ``pack-quantized`` int8 weight-only linears are decoded and tested
 #: (tests/runtime/schemes) and the parser names them W8A16, but the support matrix has no
 #: ``compressed_tensors/w8a16/linear`` cell yet (adding one is a matrix decision: status, sources).
-RUNTIME_ONLY = {(F.COMPRESSED_TENSORS, SchemeId.W8A16, L.LINEAR)}
-
-
 def test_every_registered_key_is_a_runnable_matrix_entry() -> None:
     runnable = {(e.family, e.scheme, e.layer) for e in RUNNABLE}
     registered = {(family, scheme, L.LINEAR) for family, scheme in registered_linear()}
@@ -157,4 +154,4 @@ def test_every_registered_key_is_a_runnable_matrix_entry() -> None:
             continue
         registered.add((family, moe_scheme, L.MOE))
     # exact: a new unlisted key fails, and so does a listed one once the matrix gains its cell
-    assert registered - runnable == RUNTIME_ONLY
+    assert registered - runnable == set()
