@@ -1,6 +1,7 @@
 """Runtime benchmarks: repack throughput per format and GGUF dequantization speed.
 
-Run: ``.venv/bin/python bench/bench_runtime.py [--n 4096 --k 4096 --repeat 3 --gguf-rows 4096]``.
+Run: ``.venv/bin/python bench/bench_runtime.py [--n 4096 --k 4096 --repeat 3 --gguf-rows 4096]``;
+GGUF only: ``--only gguf --gguf-rows 1024 --rounds 5 [--threads 2] [--types Q4_0 IQ3_S]``.
 Prints markdown tables (recorded in docs/benchmarks.md, section "Runtime"):
 
 * repack: ``from_checkpoint`` on the ``cpu`` backend (decode + repack to the NPU layout) per format,
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -23,7 +25,7 @@ import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf import quants as gq
 
-from quantspec.runtime.gguf_dequant import SUPPORTED_TYPES, dequantize
+from quantspec.runtime.gguf_dequant import SUPPORTED_TYPES, compile_policy, dequantize
 from quantspec.runtime.ops import get_ops
 from quantspec.runtime.schemes import linear_scheme_for
 from tests.runtime.schemes.cases import CASES
@@ -89,14 +91,19 @@ def _gguf_data(qtype: GGMLQuantizationType, rows: int, k: int) -> np.ndarray:
         return raw.reshape(rows, blocks * ts)
 
 
-def bench_gguf(rows: int, k: int, repeat: int) -> list[str]:
-    """One row per GGML type: MB of raw data, gguf-py ms, ours ms, speed-up, identical?"""
+def bench_gguf(rows: int, k: int, repeat: int, rounds: int = 1, types: list[str] | None = None) -> list[str]:
+    """One row per GGML type: raw MB, gguf-py / eager / compiled ms (best of ``repeat`` per round,
+    median over ``rounds``), the median of the per-round speed-ups (gguf-py and ours timed back to
+    back, so the ratio survives load changes better than the absolute times), identical?, policy."""
     out = [
-        "| type | raw MB | gguf-py ms | eager ms | compiled ms (compile s) | speed-up (compiled) | identical |",
-        "|---|---|---|---|---|---|---|",
+        "| type | raw MB | gguf-py ms | eager ms | compiled ms (compile s) | speed-up compiled (range) "
+        "| speed-up eager | identical | compile policy |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for qtype in SUPPORTED_TYPES:
         if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+            continue
+        if types and qtype.name not in types:
             continue
         raw = _gguf_data(qtype, rows, k)
         raw_t = torch.from_numpy(raw)
@@ -106,12 +113,18 @@ def bench_gguf(rows: int, k: int, repeat: int) -> list[str]:
         t_compile = time.perf_counter() - t0
         got_e = dequantize(raw_t, qtype, compile=False).numpy()
         same = np.array_equal(got_c, ref, equal_nan=True) and np.array_equal(got_e, ref, equal_nan=True)
-        t_np = best_of(lambda: gq.dequantize(raw, qtype), repeat)  # noqa: B023
-        t_e = best_of(lambda: dequantize(raw_t, qtype, compile=False), repeat)  # noqa: B023
-        t_c = best_of(lambda: dequantize(raw_t, qtype, compile=True), repeat)  # noqa: B023
+        t_np, t_e, t_c = [], [], []
+        for _ in range(rounds):
+            t_np.append(best_of(lambda: gq.dequantize(raw, qtype), repeat))  # noqa: B023
+            t_e.append(best_of(lambda: dequantize(raw_t, qtype, compile=False), repeat))  # noqa: B023
+            t_c.append(best_of(lambda: dequantize(raw_t, qtype, compile=True), repeat))  # noqa: B023
+        sp_c = [a / b for a, b in zip(t_np, t_c, strict=True)]
+        sp_e = [a / b for a, b in zip(t_np, t_e, strict=True)]
         out.append(
-            f"| {qtype.name} | {raw.nbytes / 1e6:.1f} | {t_np * 1e3:.1f} | {t_e * 1e3:.1f} "
-            f"| {t_c * 1e3:.1f} ({t_compile:.0f}) | {t_np / t_c:.1f}x | {'yes' if same else 'NO'} |"
+            f"| {qtype.name} | {raw.nbytes / 1e6:.1f} | {statistics.median(t_np) * 1e3:.1f} "
+            f"| {statistics.median(t_e) * 1e3:.1f} | {statistics.median(t_c) * 1e3:.2f} ({t_compile:.0f}) "
+            f"| {statistics.median(sp_c):.1f}x ({min(sp_c):.1f}-{max(sp_c):.1f}) | {statistics.median(sp_e):.1f}x "
+            f"| {'yes' if same else 'NO'} | {compile_policy(qtype)} |"
         )
     return out
 
@@ -125,6 +138,8 @@ def main() -> None:
     p.add_argument("--gguf-k", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--only", choices=["repack", "gguf"], default=None)
+    p.add_argument("--rounds", type=int, default=1, help="GGUF: timing rounds per type (medians are reported)")
+    p.add_argument("--types", nargs="*", default=None, help="GGUF: only these type names")
     p.add_argument("--threads", type=int, default=1, help="torch threads (gguf-py's numpy is single-threaded)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -135,7 +150,7 @@ def main() -> None:
         print("\n".join(bench_repack(a.n, a.k, a.repeat)))
     if a.only != "repack":
         print(f"\n### GGUF dequantization ({a.gguf_rows} x {a.gguf_k})\n")
-        print("\n".join(bench_gguf(a.gguf_rows, a.gguf_k, a.repeat)))
+        print("\n".join(bench_gguf(a.gguf_rows, a.gguf_k, a.repeat, a.rounds, a.types)))
 
 
 if __name__ == "__main__":
