@@ -257,9 +257,12 @@ def ggml_type(name: str | int | GGMLQuantizationType) -> GGMLQuantizationType:
 
 _COMPILED: dict[GGMLQuantizationType, _Kernel] = {}
 _COMPILE_BROKEN: set[GGMLQuantizationType] = set()
-#: Raw tensors at least this large are dequantized through torch.compile when ``compile=None``:
-#: the one-off compilation (seconds per type, cached on disk by inductor) pays off on big weights.
-AUTO_COMPILE_BYTES = 1 << 22
+#: Raw tensors at least this large are dequantized through torch.compile when ``compile=None``.
+#: The compilation is once per type and process (1-5 s cold, well under 1 s from inductor's disk
+#: cache) and a GGUF model has hundreds of weights of one type, while the compiled kernels are
+#: 5-19x faster than gguf-py and the eager ones 0.3-6x; 512 KiB (a 1024 x 4096 IQ1_S weight is
+#: 0.8 MB) keeps tiny test tensors eager and sends every real weight matrix to the compiled path.
+AUTO_COMPILE_BYTES = 1 << 19
 
 
 _IQ1 = (T.IQ1_S, T.IQ1_M)
