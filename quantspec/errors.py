@@ -92,6 +92,11 @@ class Code(StrEnum):
     REPACK_INDEX_MISMATCH = "repack.index_mismatch"
 
 
+#: The reason for a quantized embedding in a diffusion model (the seed: "SGLang does not support
+#: quantized embeddings; disable embedding quantization when using msmodelslim").
+DIFFUSION_EMBEDDING_MESSAGE = "quantized embeddings are not supported; disable embedding quantization in msModelSlim"
+
+
 class Reason(BaseModel):
     """One finding: what is wrong, where, and what to do about it."""
 

@@ -41,6 +41,7 @@ class Naming:
     gguf_fused_3d: Mapping[str, str]
     row_parallel: tuple[str, ...]
     embeddings: frozenset[str]
+    diffusion_embeddings: frozenset[str]
     lm_heads: tuple[str, ...]
     routers: tuple[str, ...]
     norms: tuple[str, ...]
@@ -56,6 +57,10 @@ class Naming:
         if model_type:
             out.update(self.packed.get(model_type, {}))
         return out
+
+    def is_diffusion_embedding(self, module: str) -> bool:
+        """Whether a diffusion-transformer module belongs to its patch or condition embedders."""
+        return not self.diffusion_embeddings.isdisjoint(module.split("."))
 
     def is_row_parallel(self, module: str) -> bool:
         """Whether a linear splits K (not N) under tensor parallelism."""
@@ -82,6 +87,7 @@ def naming() -> Naming:
         gguf_fused_3d=dict(moe["gguf_fused_3d"]),
         row_parallel=tuple(d["row_parallel"]),
         embeddings=frozenset(d["embeddings"]),
+        diffusion_embeddings=frozenset(d["diffusion_embeddings"]),
         lm_heads=tuple(d["lm_heads"]),
         routers=tuple(d["routers"]),
         norms=tuple(d["norms"]),

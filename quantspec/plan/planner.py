@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantspec.description import CheckpointDescription, KVCacheQuant, QuantSpec
-from quantspec.errors import Code, Reason, reason
+from quantspec.errors import DIFFUSION_EMBEDDING_MESSAGE, Code, Reason, reason
 from quantspec.matrix import MatrixEntry, SupportMatrix
 from quantspec.plan.constraints import CheckContext, run_constraints
 from quantspec.plan.contract import check_module, loaded_bytes, quant_env, stored_bytes
@@ -174,6 +174,14 @@ class Planner:
             v.spec = FLOAT_SPECS.get(mlayer)
             return
         fam, ver, gen = self.s.desc.format, self.s.matrix.matrix_version, self.s.target
+        if q is not None and self.s.domain is Domain.DIFFUSION and (
+            mlayer is MatrixLayer.EMBEDDING or self.nm.is_diffusion_embedding(v.name)
+        ):
+            v.reasons.append(reason(
+                Code.PLAN_QUANTIZED_EMBEDDING, DIFFUSION_EMBEDDING_MESSAGE, where=v.name,
+                hint=f"{v.name} is {v.label}; re-export it FLOAT (the engines run diffusion embedders unquantized)",
+            ))
+            return
         scheme = kv.scheme if kv else q.scheme if q else None
         layout = q.weight.layout if q else Layout.MODELSLIM_INT8
         if scheme is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from quantspec._io import read_json
-from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
+from quantspec.errors import DIFFUSION_EMBEDDING_MESSAGE, Code, InvalidCheckpoint, Reason, reason
 
 #: Header keys msModelSlim writes (LLM and diffusion exports) and SGLang reads.
 HEADER_KEYS: frozenset[str] = frozenset({
@@ -51,7 +51,7 @@ EMBEDDING_MODULES: tuple[str, ...] = (
     "time_projection",
     "img_emb",
 )
-EMBEDDING_MESSAGE = "quantized embeddings are not supported; disable embedding quantization in msModelSlim"
+EMBEDDING_MESSAGE = DIFFUSION_EMBEDDING_MESSAGE
 
 
 def is_header_key(key: str, value: Any) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import quantspec
 from quantspec.cli.main import main as cli
@@ -106,3 +106,25 @@ def test_w8a8_dynamic_diffusion_runs_on_a2(tmp_path: Path) -> None:
     q = qm.modules["transformer_2.blocks.1.ffn.net.0.proj"]
     y = q(torch.randn(2, q.in_features, dtype=torch.bfloat16))
     assert bool(torch.isfinite(y.float()).all())
+
+
+def test_quantized_embedder_in_a_diffusion_component_is_rejected(tmp_path: Path) -> None:
+    """A Diffusers component whose condition embedder is quantized (repack refuses to write one)."""
+    out = _repack(tmp_path, "W8A8_DYNAMIC", cascade=False)
+    comp = out / "transformer"
+    desc = json.loads((comp / "quant_model_description.json").read_text())
+    tensors = dict(load_file(str(comp / "diffusion_pytorch_model.safetensors")))
+    name = "condition_embedder.time_embedder.linear_1"
+    w = tensors.pop(f"{name}.weight").float()
+    for key, t in writers.modelslim_w8a8_dynamic(w, model_dtype=torch.bfloat16).items():
+        tensors[f"{name}.{key}"] = t.contiguous()
+        desc[f"{name}.{key}"] = "W8A8_DYNAMIC"
+    save_file(tensors, str(comp / "diffusion_pytorch_model.safetensors"))
+    (comp / "quant_model_description.json").write_text(json.dumps(desc))
+
+    plan = quantspec.plan(out, target="a2")
+    (layer,) = plan.rejected_layers()
+    assert layer.name == f"transformer/{name}"
+    (r,) = layer.reasons
+    assert r.code.value == "plan.quantized_embedding"
+    assert r.message == "quantized embeddings are not supported; disable embedding quantization in msModelSlim"
