@@ -49,6 +49,7 @@ with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the 
     fh.write("5")
 base = status("VmRSS:")
 t0 = time.perf_counter()
+c0 = time.process_time()
 if mode == "load":
     qm = load_quantized(path, "cpu", progress=False)
     n = len(qm.state_dict())
@@ -64,7 +65,8 @@ else:
         out.update({k: v.clone() for k, v in load_file(str(f)).items()})
     n = len(out)
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "base_kib": base, "peak_kib": status("VmHWM:"), "tensors": n}))
+cpu = time.process_time() - c0  # every thread of the process: moves less with the machine's load
+print(json.dumps({"seconds": dt, "cpu": cpu, "base_kib": base, "peak_kib": status("VmHWM:"), "tensors": n}))
 """
 
 
@@ -154,6 +156,12 @@ def main() -> None:
     for m in ("read", "stream", "load"):
         print(f"| {names[m]} | {best[m]['seconds']:.2f} | {mib / best[m]['seconds']:.0f} | {ratio[m]:.2f} | "
               f"{extra[m]:.0f} MiB = {extra[m] / mib:.2f} x checkpoint |")
+
+    # per-round seconds, so that a median ratio can be traced to the rounds behind it
+    for m in ("read", "stream", "load"):
+        print(f"{m} seconds per round: " + " ".join(f"{d['seconds']:.2f}" for d in runs[m]))
+        print(f"{m} CPU seconds per round: " + " ".join(f"{d['cpu']:.2f}" for d in runs[m]))
+
 
 if __name__ == "__main__":
     main()
