@@ -4,7 +4,8 @@ Every type gguf-py can dequantize is covered. Each kernel restates gguf-py's num
 (formats.md 6.3) as vectorised torch with the same float32 operation order, so results are equal
 bit for bit; the IQ lattice grids, sign tables and value tables are gguf-py's own constants.
 Input is the raw uint8 tensor ``[..., row_bytes]`` (what ``GGUFReader`` gives for quantized
-types); output is float32 ``[..., K]``.
+types); output is float32 ``[..., K]``. The compile path uses ``gguf_fused`` kernels for some types
+and the IQ2/IQ3 types always go through ``gguf_lattice``'s tables (see :func:`compile_policy`).
 """
 
 from __future__ import annotations
