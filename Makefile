@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check quantspec tests bench
+	$(VENV)/bin/ruff check quantspec tests bench examples
 	$(VENV)/bin/mypy
 
 schemas: $(STAMP)
