@@ -38,13 +38,33 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 
+#: Third-party modules of the ``runtime`` extra.
+_RUNTIME_DEPENDENCIES = frozenset({"torch", "safetensors", "numpy", "tqdm"})
+
+
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'quantspec' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(target[0]), target[1])
+    try:
+        module = importlib.import_module(target[0])
+    except ModuleNotFoundError as exc:
+        # The runtime needs the `runtime` extra; say so instead of a raw import error.
+        if exc.name not in _RUNTIME_DEPENDENCIES:
+            raise
+        from quantspec.errors import Code, reason
+
+        raise BackendUnavailable(
+            reason(
+                Code.BACKEND_UNAVAILABLE,
+                f"quantspec.{name} needs {exc.name!r}, which is not installed",
+                hint="install the runtime extra: pip install 'quantspec[runtime]' "
+                "(install the torch build you want first, e.g. the CPU one)",
+            )
+        ) from None
+    value = getattr(module, target[1])
     globals()[name] = value
     return value
 
@@ -62,6 +82,7 @@ __all__ = [
     "NpuGen",
     "Plan",
     "PlanRejected",
+    "QuantizedModel",
     "QuantspecError",
     "Reason",
     "SchemeId",
@@ -69,5 +90,6 @@ __all__ = [
     "SupportMatrix",
     "__version__",
     "load_matrix",
+    "load_quantized",
     "plan",
 ]
