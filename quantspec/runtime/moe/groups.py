@@ -28,15 +28,16 @@ from torch import Tensor
 from quantspec.description import QuantSpec
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import AclFormat, Ops
-from quantspec.runtime.schemes.base import TensorSet, bad_tensor, check_model_dtype, nz_aligned_int8
+from quantspec.runtime.schemes.base import (
+    FLOAT_DTYPES,
+    TensorSet,
+    bad_tensor,
+    channel_scale,
+    check_model_dtype,
+    nz_aligned_int8,
+)
 from quantspec.runtime.schemes.weight_only import _DECODERS
 from quantspec.vocab import FormatFamily, SchemeId, ZeroPoint
-
-_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _channel(ts: TensorSet, key: str, n: int) -> Tensor:
-    return ts.get(key, _FLOAT, [(n, 1), (n,)], finite=True).reshape(n).to(torch.float32)
 
 
 def _cat(projs: Sequence[Tensor], dim: int) -> Tensor:
@@ -61,7 +62,7 @@ class FloatExperts(ExpertGroup):
         model_dtype: torch.dtype, ops: Ops,
     ) -> dict[str, Tensor | None]:
         """Concatenate the projections' float weights along N."""
-        ws = [TensorSet(p).get("weight", _FLOAT, [(n, k)]) for p in projs]
+        ws = [TensorSet(p).get("weight", FLOAT_DTYPES, [(n, k)]) for p in projs]
         return {"weight": _cat(ws, 0)}
 
     @classmethod
@@ -103,7 +104,7 @@ class Int8DynamicExperts(ExpertGroup):
             raise bad_tensor("weight_zero_point", "asymmetric int8 weights are not supported by W8A8 dynamic MoE")
         return {
             "weight": _cat([ts.get("weight", (torch.int8,), [(n, k)]) for ts in sets], 0),
-            "scale": _cat([_channel(ts, "weight_scale", n) for ts in sets], 0),
+            "scale": _cat([channel_scale(ts, "weight_scale", n) for ts in sets], 0),
         }
 
     @classmethod

@@ -27,11 +27,9 @@ from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import Ops
-from quantspec.runtime.schemes.base import TensorSet, bad_tensor, check_model_dtype
+from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, channel_scale, check_model_dtype
 from quantspec.runtime.schemes.weight_only import _ct_packed
 from quantspec.vocab import FormatFamily, Layout, SchemeId
-
-_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _codes(ts: TensorSet, quant: QuantSpec, n: int, k: int) -> Tensor:
@@ -54,9 +52,9 @@ def _scale(ts: TensorSet, quant: QuantSpec, n: int, k: int) -> Tensor:
     ng = k // gs
     if quant.weight.layout == Layout.CT_PACKED:
         return _ct_packed(ts, quant, n, k, 4).scale.t().expand(n, -1).to(torch.float32)
-    s = ts.get("weight_scale", _FLOAT, [(n, 1), (n,), (n, ng)], finite=True).reshape(n, -1).to(torch.float32)
+    s = ts.get("weight_scale", FLOAT_DTYPES, [(n, 1), (n,), (n, ng)], finite=True).reshape(n, -1).to(torch.float32)
     if ts.has("weight_scale_second"):
-        second = ts.get("weight_scale_second", _FLOAT, [(n, ng)], finite=True).to(torch.float32)
+        second = ts.get("weight_scale_second", FLOAT_DTYPES, [(n, ng)], finite=True).to(torch.float32)
         s = (s * second).to(torch.float16).to(torch.float32)
     return s
 
@@ -93,7 +91,7 @@ class W4A8Experts(ExpertGroup):
             ts = TensorSet(p)
             c, s = _codes(ts, quant, n, k), _scale(ts, quant, n, k)
             if ts.has("scale_bias"):
-                sb = ts.get("scale_bias", _FLOAT, None, finite=True)
+                sb = ts.get("scale_bias", FLOAT_DTYPES, None, finite=True)
                 if sb.dim() != 2 or sb.size(0) != n:
                     raise bad_tensor("scale_bias", f"shape {tuple(sb.shape)} is not ({n}, slices)")
                 bias = sb.to(torch.float32).sum(dim=1)  # w2: this rank's TP slices
@@ -153,8 +151,7 @@ class W4A4Experts(ExpertGroup):
             raise bad_tensor("weight", f"int4 activations need K divisible by 8, got {k}")
         sets = [TensorSet(p) for p in projs]
         codes = torch.cat([_codes(ts, quant, n, k) for ts in sets], 0)
-        scale = torch.cat([ts.get("weight_scale", _FLOAT, [(n, 1), (n,)], finite=True).reshape(n).to(torch.float32)
-                           for ts in sets], 0)
+        scale = torch.cat([channel_scale(ts, "weight_scale", n) for ts in sets], 0)
         return {"codes": codes, "scale": scale}
 
     @classmethod

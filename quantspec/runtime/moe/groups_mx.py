@@ -21,11 +21,9 @@ from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import AclFormat, Ops
-from quantspec.runtime.schemes.base import TensorSet, bad_tensor, check_model_dtype
+from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, check_model_dtype
 from quantspec.runtime.schemes.mxfp8 import E8M0_NAN
 from quantspec.vocab import FormatFamily, SchemeId
-
-_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 
 
 class _MxExperts(ExpertGroup):
@@ -90,7 +88,7 @@ class OnlineMxFp8Experts(_MxExperts):
         """Quantize along K to E4M3 with paired E8M0 scales."""
         ws, ss = [], []
         for p in projs:
-            w = TensorSet(p).get("weight", _FLOAT, [(n, k)], finite=True).to(model_dtype)
+            w = TensorSet(p).get("weight", FLOAT_DTYPES, [(n, k)], finite=True).to(model_dtype)
             qw, scale = ops.npu_dynamic_mx_quant(w, dst_type=torch.float8_e4m3fn)
             ws.append(qw)
             ss.append(scale)

@@ -168,7 +168,6 @@ class LinearScheme(nn.Module):
         self.ops = ops
 
     @classmethod
-    @abstractmethod
     def from_checkpoint(
         cls,
         tensors: Mapping[str, Tensor],
@@ -180,7 +179,27 @@ class LinearScheme(nn.Module):
         ops: Ops,
         bias: Tensor | None = None,
     ) -> Self:
-        """Build the module from one module's checkpoint tensors (keyed by suffix)."""
+        """Build the module from one module's checkpoint tensors (keyed by suffix).
+
+        The shared template: check the model dtype, build the module, then let the scheme's
+        :meth:`_load` check, repack and register its tensors.
+        """
+        check_model_dtype(model_dtype)
+        self = cls(in_features=in_features, out_features=out_features, model_dtype=model_dtype, ops=ops)
+        self._load(TensorSet(tensors), quant, bias)
+        return self
+
+    @abstractmethod
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
+        """Check ``ts`` and register the NPU-layout buffers (``weight``, ``bias``, scales...).
+
+        ``bias`` is the explicit float bias passed to :meth:`from_checkpoint`, if any; sizes,
+        ``ops`` and the model dtype are the module's attributes.
+        """
+
+    def _bias_after(self, y: Tensor, dtype: torch.dtype) -> Tensor:
+        """``y`` plus the float bias in float32, for kernels that cannot take a float bias."""
+        return y if self.bias is None else (y.to(torch.float32) + self.bias).to(dtype)
 
     @abstractmethod
     def forward_2d(self, x: Tensor) -> Tensor:
@@ -201,12 +220,29 @@ class LinearScheme(nn.Module):
 def float_bias(bias: Tensor | None, tensors: TensorSet, n: int, dtype: torch.dtype) -> Tensor | None:
     """The layer's float bias (explicit argument first, else the ``bias`` tensor), as ``dtype``."""
     if bias is None:
-        bias = tensors.optional("bias", (torch.float16, torch.bfloat16, torch.float32), [(n,)], finite=True)
+        bias = tensors.optional("bias", FLOAT_DTYPES, [(n,)], finite=True)
     elif tuple(bias.shape) != (n,):
         raise bad_tensor("bias", f"shape {tuple(bias.shape)} != ({n},)")
     else:
         check_finite("bias", bias)
     return None if bias is None else bias.to(dtype).contiguous()
+
+
+#: Float dtypes a checkpoint may store scales, offsets and biases in.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def channel_scale(ts: TensorSet, key: str, n: int) -> Tensor:
+    """A per-output-channel float tensor stored ``[N, 1]`` or ``[N]``, as float32 ``[N]``."""
+    return ts.get(key, FLOAT_DTYPES, [(n, 1), (n,)], finite=True).reshape(n).to(torch.float32)
+
+
+def input_scale(ts: TensorSet) -> Tensor:
+    """The static per-tensor ``input_scale`` as ``[1]`` (stored dtype); zero or negative is refused."""
+    scale = ts.get("input_scale", FLOAT_DTYPES, [(1,), ()], finite=True).reshape(1)
+    if float(scale) <= 0:
+        raise bad_tensor("input_scale", f"must be positive, got {float(scale)}")
+    return scale
 
 
 def buffers(module: nn.Module, **named: Any) -> None:

@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Self
-
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from quantspec.description import QuantSpec
 from quantspec.runtime.gguf_dequant import dequantize, ggml_type
-from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import (
     LinearScheme,
     TensorSet,
     bad_tensor,
     buffers,
     check_finite,
-    check_model_dtype,
     float_bias,
 )
 from quantspec.runtime.schemes.registry import register_linear
@@ -31,22 +26,9 @@ class GgufLinear(LinearScheme):
     """``weight``: raw GGML bytes ``[N, row_bytes]`` (uint8) of type ``quant.weight.ggml_type``,
     or a typed F32/F16/BF16 ``[N, K]`` tensor. Dequantized once at load."""
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Dequantize (bit-identical to gguf-py), check the shape, cast to the model dtype."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
-        ts = TensorSet(tensors)
+        n, k = self.out_features, self.in_features
         raw = ts.get("weight", (torch.uint8, torch.float16, torch.bfloat16, torch.float32))
         if raw.dtype == torch.uint8:
             if quant.weight.ggml_type is None:
@@ -57,9 +39,7 @@ class GgufLinear(LinearScheme):
         if tuple(w.shape) != (n, k):
             raise bad_tensor("weight", f"dequantized shape {tuple(w.shape)} != ({n}, {k})")
         check_finite("weight", w)
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
-        buffers(self, weight=w.to(model_dtype), bias=float_bias(bias, ts, n, model_dtype))
-        return self
+        buffers(self, weight=w.to(self.model_dtype), bias=float_bias(bias, ts, n, self.model_dtype))
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """Plain float linear on the dequantized weight."""

@@ -4,34 +4,25 @@ vllm_ascend.md 4.1, 4.2, 4.5)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Self
-
 import torch
 from torch import Tensor
 
 from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
-from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import (
+    FLOAT_DTYPES,
     LinearScheme,
     TensorSet,
     bad_tensor,
     buffers,
+    channel_scale,
     check_finite,
-    check_model_dtype,
     float_bias,
+    input_scale,
     int8_weight_to_npu,
 )
 from quantspec.runtime.schemes.registry import register_linear
 from quantspec.vocab import FormatFamily, Layout, SchemeId, ZeroPoint
-
-_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _channel(ts: TensorSet, key: str, n: int) -> Tensor:
-    """A per-output-channel float tensor stored ``[N, 1]`` or ``[N]``, as float32 ``[N]``."""
-    return ts.get(key, _FLOAT, [(n, 1), (n,)], finite=True).reshape(n).to(torch.float32)
 
 
 @register_linear(FormatFamily.MODELSLIM, SchemeId.W8A8_STATIC)
@@ -49,48 +40,31 @@ class ModelSlimW8A8Static(LinearScheme):
     input_scale_reciprocal: Tensor
     input_offset: Tensor
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Transpose the weight to ``[K, N]`` (NZ when aligned), expand the input quant params."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
-        ts = TensorSet(tensors)
+        n, k = self.out_features, self.in_features
         weight = ts.get("weight", (torch.int8,), [(n, k)])
-        deq_dtype = torch.int64 if model_dtype == torch.float16 else torch.float32
+        deq_dtype = torch.int64 if self.model_dtype == torch.float16 else torch.float32
         deq = ts.get("deq_scale", (deq_dtype,), [(n,), (n, 1)]).reshape(n)
         check_finite("deq_scale", nm.int64_to_float_bits(deq) if deq.dtype == torch.int64 else deq)
-        in_scale = ts.get("input_scale", _FLOAT, [(1,), ()], finite=True).reshape(1)
-        if float(in_scale) <= 0:
-            raise bad_tensor("input_scale", f"must be positive, got {float(in_scale)}")
-        in_offset = ts.get("input_offset", (*_FLOAT, torch.int8), [(1,), ()], finite=True).reshape(1)
+        in_scale = input_scale(ts)
+        in_offset = ts.get("input_offset", (*FLOAT_DTYPES, torch.int8), [(1,), ()], finite=True).reshape(1)
         quant_bias = ts.optional("quant_bias", (torch.int32,), [(n,)])
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
         buffers(
             self,
-            weight=int8_weight_to_npu(ops, weight),
+            weight=int8_weight_to_npu(self.ops, weight),
             deq_scale=deq.contiguous(),
             quant_bias=quant_bias,
-            input_scale_reciprocal=(1.0 / in_scale.to(torch.float32)).repeat(k).to(model_dtype),
-            input_offset=in_offset.to(torch.float32).repeat(k).to(model_dtype),
+            input_scale_reciprocal=(1.0 / in_scale.to(torch.float32)).repeat(k).to(self.model_dtype),
+            input_offset=in_offset.to(torch.float32).repeat(k).to(self.model_dtype),
             bias=float_bias(bias, ts, n, torch.float32) if bias is not None or ts.has("bias") else None,
         )
-        return self
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_quantize`` (multiply mode) then ``npu_quant_matmul`` with ``deq_scale``."""
         xq = self.ops.npu_quantize(x, self.input_scale_reciprocal, self.input_offset, torch.qint8, -1, False)
         y = self.ops.npu_quant_matmul(xq, self.weight, self.deq_scale, bias=self.quant_bias, output_dtype=x.dtype)
-        return y if self.bias is None else (y.to(torch.float32) + self.bias).to(x.dtype)
+        return self._bias_after(y, x.dtype)
 
 
 class _Int8Dynamic(LinearScheme):
@@ -98,34 +72,19 @@ class _Int8Dynamic(LinearScheme):
 
     weight_scale: Tensor
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Transpose the weight to ``[K, N]`` (NZ when aligned); scales as float32 ``[N]``."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
-        ts = TensorSet(tensors)
+        n, k = self.out_features, self.in_features
         # ModelSlim writes a float weight_offset (zeros) that engines load and ignore (sglang_ascend.md 3.2).
         if ts.has("weight_zero_point") or quant.weight.zero_point not in (ZeroPoint.NONE, ZeroPoint.FLOAT_OFFSET):
             raise bad_tensor("weight_zero_point", "asymmetric int8 weights are not supported by W8A8 dynamic")
         weight = ts.get("weight", (torch.int8,), [(n, k)])
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
         buffers(
             self,
-            weight=int8_weight_to_npu(ops, weight),
-            weight_scale=_channel(ts, "weight_scale", n).contiguous(),
+            weight=int8_weight_to_npu(self.ops, weight),
+            weight_scale=channel_scale(ts, "weight_scale", n).contiguous(),
             bias=float_bias(bias, ts, n, torch.float32),
         )
-        return self
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_dynamic_quant`` then ``npu_quant_matmul`` with the per-token scale."""
@@ -159,46 +118,29 @@ class CompressedTensorsW8A8Static(LinearScheme):
     input_scale_reciprocal: Tensor
     input_offset: Tensor
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Fold the input scale into a float32 ``deq_scale``; zero point from ``input_zero_point``."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
-        ts = TensorSet(tensors)
+        n, k = self.out_features, self.in_features
         weight = ts.get("weight", (torch.int8,), [(n, k)])
-        w_scale = ts.get("weight_scale", _FLOAT, [(n, 1), (n,), (1,)], finite=True).reshape(-1).to(torch.float32)
-        in_scale = ts.get("input_scale", _FLOAT, [(1,), ()], finite=True).reshape(1).to(torch.float32)
-        if float(in_scale) <= 0:
-            raise bad_tensor("input_scale", f"must be positive, got {float(in_scale)}")
+        w_scale = ts.get("weight_scale", FLOAT_DTYPES, [(n, 1), (n,), (1,)], finite=True).reshape(-1).to(torch.float32)
+        in_scale = input_scale(ts).to(torch.float32)
         zp = ts.optional("input_zero_point", (torch.int8, torch.int32), [(1,), ()])
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
         buffers(
             self,
-            weight=int8_weight_to_npu(ops, weight),
+            weight=int8_weight_to_npu(self.ops, weight),
             deq_scale=(in_scale * w_scale).expand(n).contiguous(),
-            input_scale_reciprocal=(1.0 / in_scale).repeat(k).to(model_dtype),
+            input_scale_reciprocal=(1.0 / in_scale).repeat(k).to(self.model_dtype),
             input_offset=(zp.to(torch.float32).reshape(1) if zp is not None else torch.zeros(1))
             .repeat(k)
-            .to(model_dtype),
+            .to(self.model_dtype),
             bias=float_bias(bias, ts, n, torch.float32),
         )
-        return self
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_quantize`` then ``npu_quant_matmul``, float bias added after."""
         xq = self.ops.npu_quantize(x, self.input_scale_reciprocal, self.input_offset, torch.qint8, -1, False)
         y = self.ops.npu_quant_matmul(xq, self.weight, self.deq_scale, output_dtype=x.dtype)
-        return y if self.bias is None else (y.to(torch.float32) + self.bias).to(x.dtype)
+        return self._bias_after(y, x.dtype)
 
 
 @register_linear(FormatFamily.MODELSLIM, SchemeId.W4A4_DYNAMIC)
@@ -212,24 +154,11 @@ class ModelSlimW4A4Dynamic(LinearScheme):
 
     weight_scale: Tensor
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Repack to int32 ``[K, N/8]`` (``npu_convert_weight_to_int4pack`` or a byte view)."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
+        n, k = self.out_features, self.in_features
         if n % 8 or k % 8:
             raise bad_tensor("weight", f"W4A4 needs K and N multiples of 8, got K={k}, N={n}")
-        ts = TensorSet(tensors)
         pairs = quant.weight.layout == Layout.MODELSLIM_INT4X2
         if pairs:
             weight = ts.get("weight", (torch.int8,), [(n // 2, k)])
@@ -241,21 +170,19 @@ class ModelSlimW4A4Dynamic(LinearScheme):
             lo, hi = int(lo_t), int(hi_t)
             if lo < -8 or hi > 7:
                 raise bad_tensor("weight", f"int4 values must lie in [-8, 7], got [{lo}, {hi}]")
-            packed = ops.npu_convert_weight_to_int4pack(weight.t().contiguous().to(torch.int32))
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
+            packed = self.ops.npu_convert_weight_to_int4pack(weight.t().contiguous().to(torch.int32))
         buffers(
             self,
             weight=packed,
-            weight_scale=_channel(ts, "weight_scale", n).contiguous(),
+            weight_scale=channel_scale(ts, "weight_scale", n).contiguous(),
             bias=float_bias(bias, ts, n, torch.float32),
         )
-        return self
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_dynamic_quant(dst_type=quint4x2)`` then A4W4 ``npu_quant_matmul``; bias after."""
         xq, xs = self.ops.npu_dynamic_quant(x, dst_type=torch.quint4x2)
         y = self.ops.npu_quant_matmul(xq, self.weight, self.weight_scale, pertoken_scale=xs, output_dtype=x.dtype)
-        return y if self.bias is None else (y.to(torch.float32) + self.bias).to(x.dtype)
+        return self._bias_after(y, x.dtype)
 
 
 @register_linear(FormatFamily.MODELSLIM, SchemeId.W8A16)
@@ -270,34 +197,19 @@ class ModelSlimW8A16(LinearScheme):
     antiquant_scale: Tensor
     antiquant_offset: Tensor
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Transpose the weight to ``[K, N]`` (NZ when aligned); scale/offset in the model dtype."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
-        ts = TensorSet(tensors)
+        n, k = self.out_features, self.in_features
         weight = ts.get("weight", (torch.int8,), [(n, k)])
-        offset = _channel(ts, "weight_offset", n) if ts.has("weight_offset") else torch.zeros(n)
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
-        bias_dtype = torch.float16 if model_dtype == torch.float16 else torch.float32
+        offset = channel_scale(ts, "weight_offset", n) if ts.has("weight_offset") else torch.zeros(n)
+        bias_dtype = torch.float16 if self.model_dtype == torch.float16 else torch.float32
         buffers(
             self,
-            weight=int8_weight_to_npu(ops, weight),
-            antiquant_scale=_channel(ts, "weight_scale", n).to(model_dtype),
-            antiquant_offset=(-offset).to(model_dtype),
+            weight=int8_weight_to_npu(self.ops, weight),
+            antiquant_scale=channel_scale(ts, "weight_scale", n).to(self.model_dtype),
+            antiquant_offset=(-offset).to(self.model_dtype),
             bias=float_bias(bias, ts, n, bias_dtype),
         )
-        return self
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_weight_quant_batchmatmul`` per channel."""

@@ -9,17 +9,14 @@ W4A8 casts the weight to FRACTAL_NZ (``customize_dtype=float8_e4m3fn``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Self
-
 import torch
 from torch import Tensor
 
 from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
-from quantspec.runtime.ops.base import AclFormat, Ops
-from quantspec.runtime.schemes.base import LinearScheme, TensorSet, bad_tensor, buffers, check_model_dtype, float_bias
-from quantspec.runtime.schemes.mxfp8 import E8M0_NAN
+from quantspec.runtime.ops.base import AclFormat
+from quantspec.runtime.schemes.base import LinearScheme, TensorSet, bad_tensor, buffers, float_bias
+from quantspec.runtime.schemes.mxfp8 import e8m0_block_scales, mx_quant_matmul
 from quantspec.runtime.schemes.registry import register_linear
 from quantspec.vocab import FormatFamily, SchemeId
 
@@ -29,43 +26,26 @@ class _MxFp4Base(LinearScheme):
     #: Whether the weight is cast to FRACTAL_NZ before the transpose (W4A8).
     nz: bool = False
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Check the payload and scales, pair the scales, keep transposed views."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
+        n, k = self.out_features, self.in_features
         if k % 2:
             raise bad_tensor("weight", f"FP4 weights need an even in_features, got {k}")
-        ts = TensorSet(tensors)
         weight = ts.get("weight", (torch.uint8,), [(n, k // 2)])
-        scale = ts.get("weight_scale", (torch.uint8,), [(n, -(-k // 32))])
-        if bool((scale == E8M0_NAN).any()):
-            raise bad_tensor("weight_scale", "holds the E8M0 NaN byte 0xFF (missing or corrupt scales)")
-        if cls.nz:
-            weight = ops.npu_format_cast(
+        scale = e8m0_block_scales(ts, n, k)
+        if self.nz:
+            weight = self.ops.npu_format_cast(
                 weight,
                 int(AclFormat.FRACTAL_NZ),
                 customize_dtype=torch.float8_e4m3fn,
-                input_dtype=ops.float4_e2m1fn_x2,
+                input_dtype=self.ops.float4_e2m1fn_x2,
             )
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
         buffers(
             self,
             weight=weight.transpose(-1, -2),
             weight_scale=nm.pair_scales(scale).contiguous().transpose(0, 1),
             bias=float_bias(bias, ts, n, torch.float32),
         )
-        return self
 
 
 @register_linear(FormatFamily.MODELSLIM, SchemeId.W4A8_MXFP)
@@ -77,18 +57,8 @@ class ModelSlimW4A8Mxfp(_MxFp4Base):
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_dynamic_mx_quant`` (E4M3) then ``npu_quant_matmul`` with an FP4 ``x2``."""
         qx, xs = self.ops.npu_dynamic_mx_quant(x, dst_type=torch.float8_e4m3fn)
-        return self.ops.npu_quant_matmul(
-            qx,
-            self.weight,
-            self.weight_scale,
-            scale_dtype=self.ops.float8_e8m0fnu,
-            pertoken_scale=xs,
-            pertoken_scale_dtype=self.ops.float8_e8m0fnu,
-            bias=self.bias,
-            output_dtype=x.dtype,
-            x2_dtype=self.ops.float4_e2m1fn_x2,
-            group_sizes=[0, 0, 32],
-        )
+        fp4 = self.ops.float4_e2m1fn_x2
+        return mx_quant_matmul(self, self.weight_scale, qx, xs, x.dtype, group_sizes=[0, 0, 32], x2_dtype=fp4)
 
 
 @register_linear(FormatFamily.MODELSLIM, SchemeId.W4A4_MXFP4)
@@ -98,16 +68,7 @@ class ModelSlimW4A4Mxfp4(_MxFp4Base):
     def forward_2d(self, x: Tensor) -> Tensor:
         """``npu_dynamic_mx_quant`` (FP4) then ``npu_quant_matmul`` with FP4 operands."""
         qx, xs = self.ops.npu_dynamic_mx_quant(x, dst_type=self.ops.float4_e2m1fn_x2, round_mode="round")
-        return self.ops.npu_quant_matmul(
-            qx,
-            self.weight,
-            self.weight_scale,
-            scale_dtype=self.ops.float8_e8m0fnu,
-            pertoken_scale=xs,
-            pertoken_scale_dtype=self.ops.float8_e8m0fnu,
-            bias=self.bias,
-            output_dtype=x.dtype,
-            x1_dtype=self.ops.float4_e2m1fn_x2,
-            x2_dtype=self.ops.float4_e2m1fn_x2,
-            group_sizes=[1, 1, 32],
+        fp4 = self.ops.float4_e2m1fn_x2
+        return mx_quant_matmul(
+            self, self.weight_scale, qx, xs, x.dtype, group_sizes=[1, 1, 32], x1_dtype=fp4, x2_dtype=fp4
         )

@@ -21,22 +21,18 @@ compressed-tensors packed  ``CT_PACKED``       ``NONE`` or ``SIGNED`` (packed al
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Self
 
 import torch
 from torch import Tensor
 
 from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
-from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import (
     LinearScheme,
     TensorSet,
     bad_tensor,
     buffers,
-    check_model_dtype,
     float_bias,
 )
 from quantspec.runtime.schemes.registry import register_linear
@@ -163,51 +159,36 @@ class WeightOnlyLinear(LinearScheme):
     perm: Tensor | None
     group_size: int
 
-    @classmethod
-    def from_checkpoint(
-        cls,
-        tensors: Mapping[str, Tensor],
-        quant: QuantSpec,
-        *,
-        out_features: int,
-        in_features: int,
-        model_dtype: torch.dtype,
-        ops: Ops,
-        bias: Tensor | None = None,
-    ) -> Self:
+    def _load(self, ts: TensorSet, quant: QuantSpec, bias: Tensor | None) -> None:
         """Decode the layout, repack to NPU int4x8 (4-bit) or int8 ``[K, N]``."""
-        check_model_dtype(model_dtype)
-        n, k = out_features, in_features
+        n, k = self.out_features, self.in_features
         bits = quant.weight.bits
         if bits not in (4, 8):
             raise bad_tensor("qweight", f"{bits}-bit weights have no NPU weight-only kernel (4 and 8 do)")
         decoder = _DECODERS.get(quant.weight.layout)
         if decoder is None:
             raise bad_tensor("weight", f"layout {quant.weight.layout.value} is not a weight-only packed layout")
-        ts = TensorSet(tensors)
         d = decoder(ts, quant, n, k, bits)
         codes = d.codes if d.perm is None else d.codes[d.perm]
         if bits == 4:
             if n % 8:
                 raise bad_tensor("weight", f"int4 weights need out_features divisible by 8, got {n}")
-            weight = ops.npu_convert_weight_to_int4pack(codes.to(torch.int32).contiguous())
+            weight = self.ops.npu_convert_weight_to_int4pack(codes.to(torch.int32).contiguous())
         else:
             weight = codes.to(torch.int8).contiguous()
         per_group = d.scale.size(0) > 1
         scale = d.scale if per_group else d.scale.reshape(-1)
         offset = None if d.offset is None else (d.offset if per_group else d.offset.reshape(-1))
-        self = cls(in_features=k, out_features=n, model_dtype=model_dtype, ops=ops)
         self.group_size = d.group_size if per_group else 0
-        bias_dtype = torch.float16 if model_dtype == torch.float16 else torch.float32
+        bias_dtype = torch.float16 if self.model_dtype == torch.float16 else torch.float32
         buffers(
             self,
             weight=weight,
-            antiquant_scale=scale.to(model_dtype).contiguous(),
-            antiquant_offset=None if offset is None else offset.to(model_dtype).contiguous(),
+            antiquant_scale=scale.to(self.model_dtype).contiguous(),
+            antiquant_offset=None if offset is None else offset.to(self.model_dtype).contiguous(),
             perm=d.perm,
             bias=float_bias(bias, ts, n, bias_dtype),
         )
-        return self
 
     def forward_2d(self, x: Tensor) -> Tensor:
         """Permute K for act-order, then ``npu_weight_quant_batchmatmul``."""
