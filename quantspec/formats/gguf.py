@@ -117,12 +117,20 @@ def read_gguf_header(path: Path) -> GgufHeader:
     )
 
 
+#: Spellings TensorNameMap lists for other architectures than the transformers (v5) models use:
+#: routers are ``mlp.gate`` (Mixtral's ``block_sparse_moe`` is only its checkpoint name) and
+#: attention q/k norms are ``q_norm``/``k_norm``.
+_OTHER_SPELLINGS = (".block_sparse_moe.", "_layernorm")
+
+
 def _preference(hf: str) -> tuple[int, int]:
     # TensorNameMap lists every architecture's spelling; prefer the transformers one.
     if hf == "lm_head":
         return (0, 0)
     if hf.startswith("model.layers.") and ".layers.layers." not in hf:
-        return (1, 0)
+        other = any(s in hf for s in _OTHER_SPELLINGS) and not hf.endswith(("input_layernorm",
+                                                                            "post_attention_layernorm"))
+        return (1, int(other))
     if hf.startswith("model."):
         return (2, 0)
     return (3, 0)

@@ -89,3 +89,15 @@ def test_truncated_copy(model: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidCheckpoint) as exc:
         read_description(d)
     assert exc.value.code is Code.TENSOR_HEADER
+
+
+def test_hf_names_are_the_transformers_spellings() -> None:
+    """Routers are ``mlp.gate`` and q/k norms ``q_norm``/``k_norm`` (not other architectures' names)."""
+    from quantspec.formats.gguf import hf_name_map
+
+    qwen = hf_name_map("qwen3moe", 2)
+    assert qwen["blk.1.ffn_gate_inp"] == "model.layers.1.mlp.gate"
+    assert qwen["blk.1.attn_q_norm"] == "model.layers.1.self_attn.q_norm"
+    assert qwen["blk.1.attn_k_norm"] == "model.layers.1.self_attn.k_norm"
+    assert qwen["blk.1.ffn_norm"] == "model.layers.1.post_attention_layernorm"
+    assert hf_name_map("llama", 1)["blk.0.ffn_gate_inp"] == "model.layers.0.mlp.gate"
