@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidInput, reason
 from quantspec.runtime.ops.base import Ops
+from quantspec.runtime.schemes.base import MODEL_DTYPES, check_model_dtype
 from quantspec.vocab import FormatFamily, MatrixLayer, SchemeId
 
 GroupName = Literal["w13", "w2"]
@@ -62,6 +63,8 @@ class ExpertGroup(nn.Module):
     """One MoE weight group of every expert in the grouped layout, with its grouped matmul."""
 
     keys: ClassVar[tuple[tuple[FormatFamily, SchemeId | None], ...]] = ()
+    #: Model (activation) dtypes the group's kernels accept; None accepts any.
+    model_dtypes: ClassVar[tuple[torch.dtype, ...] | None] = MODEL_DTYPES
 
     def __init__(self, *, experts: int, n: int, k: int, model_dtype: torch.dtype, ops: Ops) -> None:
         super().__init__()
@@ -84,12 +87,25 @@ class ExpertGroup(nn.Module):
         """
 
     @classmethod
-    @abstractmethod
     def finish(
         cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
         model_dtype: torch.dtype, ops: Ops,
     ) -> Self:
-        """Build the module from the stacked ``[E, ...]`` canonical tensors (``n``: all projections)."""
+        """Build the module from the stacked ``[E, ...]`` canonical tensors (``n``: all projections).
+
+        Checks the model dtype against :attr:`model_dtypes`, builds the module and hands the
+        tensors to the class's :meth:`_finish`.
+        """
+        if cls.model_dtypes is not None:
+            check_model_dtype(model_dtype, cls.model_dtypes)
+        experts = next(iter(stacked.values())).size(0)
+        self = cls(experts=experts, n=n, k=k, model_dtype=model_dtype, ops=ops)
+        self._finish(stacked, quant, group)
+        return self
+
+    @abstractmethod
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
+        """Repack the stacked tensors into the grouped layout and register them as buffers."""
 
     @abstractmethod
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:

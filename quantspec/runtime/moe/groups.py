@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Self
 
 import torch
 from torch import Tensor
@@ -33,7 +32,6 @@ from quantspec.runtime.schemes.base import (
     TensorSet,
     bad_tensor,
     channel_scale,
-    check_model_dtype,
     nz_aligned_int8,
 )
 from quantspec.runtime.schemes.weight_only import _DECODERS
@@ -54,6 +52,8 @@ def _nz(ops: Ops, w: Tensor) -> Tensor:
 class FloatExperts(ExpertGroup):
     """Float experts: ``weight [N, K]`` per projection, cast to the model dtype."""
 
+    # A plain float grouped matmul: any float model dtype.
+    model_dtypes = None
     weight: Tensor
 
     @classmethod
@@ -65,16 +65,11 @@ class FloatExperts(ExpertGroup):
         ws = [TensorSet(p).get("weight", FLOAT_DTYPES, [(n, k)]) for p in projs]
         return {"weight": _cat(ws, 0)}
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """``[E, N, K]`` to contiguous ``[E, K, N]`` in the model dtype."""
+        model_dtype = self.model_dtype
         w = stacked["weight"]
-        self = cls(experts=w.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
         self.register_buffer("weight", w.to(model_dtype).transpose(1, 2).contiguous(), persistent=False)
-        return self
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """Float grouped matmul."""
@@ -107,19 +102,13 @@ class Int8DynamicExperts(ExpertGroup):
             "scale": _cat([channel_scale(ts, "weight_scale", n) for ts in sets], 0),
         }
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """Transpose to ``[E, K, N]`` (NZ when aligned); scales bf16 for bf16 models, else fp32."""
-        check_model_dtype(model_dtype)
+        model_dtype, ops = self.model_dtype, self.ops
         w = stacked["weight"]
-        self = cls(experts=w.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
         scale_dtype = torch.bfloat16 if model_dtype == torch.bfloat16 else torch.float32
         self.register_buffer("weight", _nz(ops, w.transpose(1, 2).contiguous()), persistent=False)
         self.register_buffer("weight_scale", stacked["scale"].to(scale_dtype).contiguous(), persistent=False)
-        return self
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """``npu_dynamic_quant`` then the per-token int8 grouped matmul."""
@@ -186,30 +175,24 @@ class WeightOnlyExperts(ExpertGroup):
             1)
         return {"codes": _cat([d.codes for d in parts], 1).to(torch.int8), "scale": scale, "offset": offset}
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """Pack int4 codes 8 per int32 per expert (``[E, K, N/8]``) or keep int8 ``[E, K, N]``."""
-        check_model_dtype(model_dtype)
-        assert quant is not None
+        model_dtype, ops = self.model_dtype, self.ops
+        if quant is None:
+            raise bad_tensor("qweight", "weight-only experts need a quantization description")
         parts = sum(1 for key in stacked if key.startswith("codes") and key != "codes")
-        first = stacked["codes0" if parts else "codes"]
-        self = cls(experts=first.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
         self.parts = parts
         if not parts:
             for key, t in _pack(ops, quant, stacked["codes"], stacked["scale"], stacked.get("offset"),
                                 model_dtype=model_dtype).items():
                 self.register_buffer(key, t, persistent=False)
-            return self
+            return
         for i in range(parts):
             packed = _pack(ops, quant, stacked[f"codes{i}"], stacked[f"scale{i}"], stacked.get(f"offset{i}"),
                            model_dtype=model_dtype)
             for key, t in packed.items():
                 self.register_buffer(f"{key}_{i}", t, persistent=False)
             self.register_buffer(f"perm_{i}", stacked[f"perm{i}"].to(torch.int64), persistent=False)
-        return self
 
     def _gmm(self, x: Tensor, group_list: Tensor, suffix: str = "") -> Tensor:
         weight = getattr(self, f"weight{suffix}")

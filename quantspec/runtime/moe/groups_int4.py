@@ -18,7 +18,6 @@ sglang_ascend.md 4.2, vllm_ascend.md 4.6.1).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Self
 
 import torch
 from torch import Tensor
@@ -27,7 +26,7 @@ from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import Ops
-from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, channel_scale, check_model_dtype
+from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, channel_scale
 from quantspec.runtime.schemes.weight_only import _ct_packed
 from quantspec.vocab import FormatFamily, Layout, SchemeId
 
@@ -104,23 +103,17 @@ class W4A8Experts(ExpertGroup):
             biases.append(bias)
         return {"codes": torch.cat(codes, 0), "scale": torch.cat(scales, 0), "bias": torch.cat(biases, 0)}
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """Pack weights ``[E, K, N/8]``, scales to int64 ``[E, G, N]`` (``[E, N]`` per channel)."""
-        check_model_dtype(model_dtype)
+        n, ops = self.n, self.ops
         codes = stacked["codes"]
         if n % 8:
             raise bad_tensor("weight", f"int4 experts need N divisible by 8, got {n}")
-        self = cls(experts=codes.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
         scale = stacked["scale"].transpose(1, 2)  # [E, G, N]
         self.register_buffer("weight", _pack_experts(ops, codes), persistent=False)
         self.register_buffer("weight_scale", _int64_bits(scale[:, 0] if scale.size(1) == 1 else scale),
                              persistent=False)
         self.register_buffer("scale_bias", stacked["bias"].to(torch.float32).contiguous(), persistent=False)
-        return self
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """``npu_dynamic_quant`` (int8) then the A8W4 grouped matmul."""
@@ -154,20 +147,14 @@ class W4A4Experts(ExpertGroup):
         scale = torch.cat([channel_scale(ts, "weight_scale", n) for ts in sets], 0)
         return {"codes": codes, "scale": scale}
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """Pack weights ``[E, K, N/8]``; scales to int64 ``[E, N]``."""
-        check_model_dtype(model_dtype)
+        n, ops = self.n, self.ops
         codes = stacked["codes"]
         if n % 8:
             raise bad_tensor("weight", f"int4 experts need N divisible by 8, got {n}")
-        self = cls(experts=codes.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
         self.register_buffer("weight", _pack_experts(ops, codes), persistent=False)
         self.register_buffer("weight_scale", _int64_bits(stacked["scale"]), persistent=False)
-        return self
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """``npu_dynamic_quant(dst_type=quint4x2)`` then the A4W4 grouped matmul."""

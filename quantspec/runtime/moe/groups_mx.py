@@ -12,7 +12,6 @@ matmul with ``scale_dtype``/``per_token_scale_dtype`` = torch_npu's float8_e8m0f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Self
 
 import torch
 from torch import Tensor
@@ -21,7 +20,7 @@ from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import AclFormat, Ops
-from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, check_model_dtype
+from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor
 from quantspec.runtime.schemes.mxfp8 import E8M0_NAN
 from quantspec.vocab import FormatFamily, SchemeId
 
@@ -30,19 +29,13 @@ class _MxExperts(ExpertGroup):
     weight: Tensor
     weight_scale: Tensor
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """NZ cast of ``[E, N, K]``, then strided transposed views of weight and scales."""
-        check_model_dtype(model_dtype)
+        ops = self.ops
         w = stacked["weight"]
-        self = cls(experts=w.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
         nz = ops.npu_format_cast(w, int(AclFormat.FRACTAL_NZ))
         self.register_buffer("weight", nz.transpose(1, 2), persistent=False)
         self.register_buffer("weight_scale", stacked["scale"].transpose(1, 2), persistent=False)
-        return self
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """``npu_dynamic_mx_quant`` (E4M3) then the MX grouped matmul."""

@@ -21,7 +21,7 @@ Forward (sglang_ascend.md 4.3, vllm_ascend.md 4.10), grouped along M:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import AclFormat, Ops
-from quantspec.runtime.schemes.base import TensorSet, bad_tensor, check_model_dtype
+from quantspec.runtime.schemes.base import TensorSet, bad_tensor
 from quantspec.runtime.schemes.mxfp8 import E8M0_NAN
 from quantspec.vocab import FormatFamily, SchemeId
 
@@ -62,21 +62,15 @@ class _MxFp4Experts(ExpertGroup):
             ss.append(nm.pair_scales(scale))
         return {"weight": torch.cat(ws, 0), "scale": torch.cat(ss, 0)}
 
-    @classmethod
-    def finish(
-        cls, stacked: dict[str, Tensor], quant: QuantSpec | None, *, n: int, k: int, group: GroupName,
-        model_dtype: torch.dtype, ops: Ops,
-    ) -> Self:
+    def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
         """Optional NZ cast of ``[E, N, K/2]``, then strided transposed views of weight and scales."""
-        check_model_dtype(model_dtype)
+        ops = self.ops
         w = stacked["weight"]
-        self = cls(experts=w.size(0), n=n, k=k, model_dtype=model_dtype, ops=ops)
-        if cls.nz:
+        if self.nz:
             w = ops.npu_format_cast(w, int(AclFormat.FRACTAL_NZ), customize_dtype=torch.float8_e4m3fn,
                                     input_dtype=ops.float4_e2m1fn_x2)
         self.register_buffer("weight", w.transpose(1, 2), persistent=False)
         self.register_buffer("weight_scale", stacked["scale"].transpose(1, 2), persistent=False)
-        return self
 
 
 @register_moe(FormatFamily.MODELSLIM, SchemeId.W4A8_MXFP)
