@@ -66,10 +66,9 @@ class FloatExperts(ExpertGroup):
         return {"weight": _cat(ws, 0)}
 
     def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
-        """``[E, N, K]`` to contiguous ``[E, K, N]`` in the model dtype."""
-        model_dtype = self.model_dtype
+        """``[E, N, K]`` to the ``[E, K, N]`` operand in the model dtype."""
         w = stacked["weight"]
-        self.register_buffer("weight", w.to(model_dtype).transpose(1, 2).contiguous(), persistent=False)
+        self.register_buffer("weight", self.ops.transpose_weight(w.to(self.model_dtype)), persistent=False)
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:
         """Float grouped matmul."""
@@ -107,7 +106,7 @@ class Int8DynamicExperts(ExpertGroup):
         model_dtype, ops = self.model_dtype, self.ops
         w = stacked["weight"]
         scale_dtype = torch.bfloat16 if model_dtype == torch.bfloat16 else torch.float32
-        self.register_buffer("weight", _nz(ops, w.transpose(1, 2).contiguous()), persistent=False)
+        self.register_buffer("weight", _nz(ops, ops.transpose_weight(w)), persistent=False)
         self.register_buffer("weight_scale", stacked["scale"].to(scale_dtype).contiguous(), persistent=False)
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:

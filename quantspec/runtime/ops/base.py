@@ -54,6 +54,19 @@ class Ops(Protocol):
     float4_e2m1fn_x2: int
     int4: int
 
+    def transpose_weight(self, weight: Tensor) -> Tensor:
+        """``weight.transpose(-1, -2)``: an ``[..., N, K]`` checkpoint weight as the ``[..., K, N]``
+        operand of the matmul kernels, on this backend's device.
+
+        Not a torch_npu op: the layout step engines run before the FRACTAL_NZ cast. The npu backend
+        makes it contiguous on the device (``transpose(...).contiguous()``, as vLLM-Ascend and
+        SGLang do); the cpu emulation returns the transposed view. The kernels take either layout
+        (torch_npu_ops.md 2.4) and the emulation computes on logical values, so the two give the
+        same results; the view spares the host a copy of every weight that, on an Ascend host,
+        the device makes.
+        """
+        ...
+
     def get_npu_format(self, input: Tensor) -> int:
         """The ``acl_format`` a tensor is stored in (2 = ND, 29 = FRACTAL_NZ)."""
         ...

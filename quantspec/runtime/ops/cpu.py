@@ -15,6 +15,7 @@ class CpuOps:
     float4_e2m1fn_x2 = int(NpuDtype.FLOAT4_E2M1FN_X2)
     int4 = int(NpuDtype.INT4)
 
+    transpose_weight = staticmethod(cpu_layout.transpose_weight)
     get_npu_format = staticmethod(cpu_layout.get_npu_format)
     npu_format_cast = staticmethod(cpu_layout.npu_format_cast)
     npu_convert_weight_to_int4pack = staticmethod(cpu_layout.npu_convert_weight_to_int4pack)

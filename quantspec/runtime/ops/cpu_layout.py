@@ -1,4 +1,5 @@
-"""CPU emulation of the layout ops: ``npu_format_cast``, ``npu_convert_weight_to_int4pack``.
+"""CPU emulation of the layout ops: ``npu_format_cast``, ``npu_convert_weight_to_int4pack``, and the
+weight transpose that precedes them.
 
 FRACTAL_NZ re-tiles storage but keeps the logical shape and values (torch_npu_ops.md 1.4, 2.2),
 so the emulation keeps values and records the format as a tag on the tensor object (§2.2: "identity
@@ -28,6 +29,18 @@ def tag_format(t: Tensor, acl_format: int) -> Tensor:
     """Mark ``t`` as stored in ``acl_format`` and return it."""
     setattr(t, _FORMAT_ATTR, int(acl_format))
     return t
+
+
+def transpose_weight(weight: Tensor) -> Tensor:
+    """The ``[..., K, N]`` matmul operand of an ``[..., N, K]`` weight: the transposed view, no copy.
+
+    On the NPU the transpose is made contiguous on the device before the NZ cast; here the kernels'
+    emulation reads values by logical index, and a transposed view of a contiguous tensor is a
+    layout the kernels accept as well (torch_npu_ops.md 2.4), so copying would only spend host
+    memory bandwidth on a re-layout the emulation cannot observe.
+    """
+    require(weight.dim() >= 2, "transpose_weight", "weight", "needs at least 2 dims")
+    return weight.transpose(-1, -2)
 
 
 def npu_format_cast(

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from torch import Tensor
+
 from quantspec.errors import BackendUnavailable, Code, reason
 from quantspec.vocab import Backend
 
@@ -81,6 +83,10 @@ class NpuOps:
         self.float8_e8m0fnu: int = self.torch_npu.float8_e8m0fnu
         self.float4_e2m1fn_x2: int = self.torch_npu.float4_e2m1fn_x2
         self.int4: int = self.torch_npu.int4
+
+    def transpose_weight(self, weight: Tensor) -> Tensor:
+        """``weight.transpose(-1, -2).contiguous()``, made where ``weight`` is (the device)."""
+        return weight.transpose(-1, -2).contiguous()
 
     def __repr__(self) -> str:
         return "NpuOps()"

@@ -109,38 +109,9 @@ def nz_aligned_int8(k: int, n: int) -> bool:
     return k % 16 == 0 and n % 32 == 0
 
 
-#: Rows of ``[N, K]`` per block of :func:`transpose_int8` (measured on the loader's shapes: 256-1024
-#: rows are within a few percent of each other; whole matrices are slower on some shapes).
-_TRANSPOSE_BLOCK_ROWS = 512
-
-
-def transpose_int8(weight: Tensor) -> Tensor:
-    """``weight.t().contiguous()`` of an ``[N, K]`` int8 matrix, about twice as fast on the cpu.
-
-    torch transposes one-byte elements one at a time (~1 GB/s here), which made the cpu repack of
-    int8 weights the loader's bottleneck. Here blocks of rows are transposed as int64 words (8 bytes
-    of K per element, so an eighth of the element moves), then each word's 8 bytes are spread over
-    8 output rows by a byte permute. Other devices (the NPU repacks on the device) and shapes
-    whose rows are not whole words take torch's own transpose; the values are the same.
-    """
-    n, k = weight.shape
-    if (weight.device.type != "cpu" or k % 8 or not weight.is_contiguous() or weight.storage_offset() % 8
-            or weight.dtype != torch.int8):
-        return weight.t().contiguous()
-    out = torch.empty((k, n), dtype=torch.int8)
-    words = weight.view(torch.int64)  # [N, K/8]: word j of row r holds weight[r, 8j:8j+8]
-    rows = out.view(k // 8, 8, n)  # rows[j, b, r] is out[8j + b, r] = weight[r, 8j + b]
-    for a in range(0, n, _TRANSPOSE_BLOCK_ROWS):
-        src = words[a:a + _TRANSPOSE_BLOCK_ROWS]
-        # a fresh buffer, not ``.contiguous()``: that keeps a one-row block's odd strides
-        block = torch.empty((k // 8, src.size(0)), dtype=torch.int64).copy_(src.t())  # [K/8, rows]
-        rows[:, :, a:a + _TRANSPOSE_BLOCK_ROWS].copy_(block.view(torch.int8).view(k // 8, -1, 8).permute(0, 2, 1))
-    return out
-
-
 def int8_weight_to_npu(ops: Ops, weight: Tensor) -> Tensor:
-    """``[N, K]`` int8 to contiguous ``[K, N]``, cast to FRACTAL_NZ when aligned."""
-    kn = transpose_int8(weight)
+    """``[N, K]`` int8 to the ``[K, N]`` kernel operand, cast to FRACTAL_NZ when aligned."""
+    kn = ops.transpose_weight(weight)
     if nz_aligned_int8(*kn.shape):
         return ops.npu_format_cast(kn, int(AclFormat.FRACTAL_NZ))
     return kn
