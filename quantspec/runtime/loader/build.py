@@ -53,6 +53,11 @@ release_freed_memory = _trim()
 
 #: Units built concurrently (two: one reads while the other repacks).
 PARALLEL_UNITS = 2
+#: Units submitted ahead of the one the driver waits for. Results are taken in order; with only
+#: :data:`PARALLEL_UNITS` submitted, a worker that finished a small unit idled until the head
+#: (often a large one) was done (measured: 1.3 busy cores of 2). A few queued units keep both busy;
+#: they hold only their own tensors, which are part of the result.
+LOOKAHEAD_UNITS = 6
 
 
 def _one_intra_op_thread() -> None:
@@ -123,13 +128,14 @@ class Builder:
         for f, i in last_use.items():
             closing.setdefault(i, []).append(f)
         # Two units are built at once (reads and torch ops release the GIL): one reads while the
-        # other repacks. Results are taken in order, so files close and errors surface in order.
+        # other repacks, with a few more queued behind them. Results are taken in order, so files
+        # close and errors surface in order.
         with ThreadPoolExecutor(max_workers=PARALLEL_UNITS, thread_name_prefix="quantspec-load",
                                 initializer=_one_intra_op_thread) as pool:
             pending: deque[tuple[Future[None], bool]] = deque()
             submitted = 0
             for i, (_, unit) in enumerate(units):
-                while submitted < len(units) and (not pending or submitted <= i + PARALLEL_UNITS - 1):
+                while submitted < len(units) and (not pending or submitted < i + LOOKAHEAD_UNITS):
                     moe = _is_moe(units[submitted][1])
                     if pending and moe and any(m for _, m in pending):
                         break  # never two MoE layers at once: each holds a whole layer of experts
