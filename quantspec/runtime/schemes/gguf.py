@@ -8,7 +8,6 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from quantspec.description import QuantSpec
-from quantspec.runtime.gguf_dequant import dequantize, ggml_type
 from quantspec.runtime.schemes.base import (
     LinearScheme,
     TensorSet,
@@ -33,6 +32,9 @@ class GgufLinear(LinearScheme):
         if raw.dtype == torch.uint8:
             if quant.weight.ggml_type is None:
                 raise bad_tensor("weight", "raw GGML bytes need quant.weight.ggml_type")
+            # imported here: registering this scheme must not import gguf-py for every other load
+            from quantspec.runtime.gguf_dequant import dequantize, ggml_type
+
             w = dequantize(raw, ggml_type(quant.weight.ggml_type))
         else:
             w = raw.to(torch.float32)
