@@ -5,14 +5,16 @@ float embeddings/norms; several shards with an index), then measures in fresh su
 
 1. **throughput**: bytes of the checkpoint / seconds for (a) ``safetensors.torch.load_file`` of
    every shard (the baseline: reading, nothing else) and (b) ``load_quantized(..., "cpu")``
-   (planning, streaming reads, repacking to the NPU layout: transpose to ``[K, N]``, FRACTAL_NZ
-   cast), plus the quantspec reader alone; N rounds of the three back to back, files warm in the
-   page cache; throughput ratios are paired per round and the median is reported;
+   (planning, streaming reads, repacking to the NPU layout: the ``[K, N]`` operand, FRACTAL_NZ
+   cast), plus the quantspec reader alone and ``quantspec.plan`` alone (the fixed cost before the
+   first read); a discarded warm-up round, then N rounds of the four back to back, files warm in
+   the page cache, bytecode cached as in an installed package; throughput ratios are paired per
+   round and the median is reported;
 2. **peak RSS**: the peak resident set (``VmHWM``, reset with ``/proc/self/clear_refs`` after the
    imports) of a process that loads the checkpoint, minus its RSS after importing torch and
    quantspec (the interpreter + torch baseline), against the checkpoint size.
 
-    python bench/bench_load.py [--dir DIR] [--layers 8] [--hidden 2048] [--inter 5632] [--runs 3]
+    python bench/bench_load.py [--dir DIR] [--layers 8] [--hidden 2048] [--inter 5632] [--vocab 8192] [--runs 3]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 _CHILD = r"""
@@ -31,6 +34,9 @@ mode, path = sys.argv[1], sys.argv[2]
 import torch  # noqa: F401
 if mode == "load":
     from quantspec.runtime.loader import load_quantized
+elif mode == "plan":
+    from quantspec.runtime.loader import load_quantized
+    import quantspec
 elif mode == "stream":
     from pathlib import Path
     from quantspec.plan.inventory import read_inventory
@@ -53,6 +59,8 @@ c0 = time.process_time()
 if mode == "load":
     qm = load_quantized(path, "cpu", progress=False)
     n = len(qm.state_dict())
+elif mode == "plan":  # what load_quantized spends before its first read
+    n = len(quantspec.plan(path, target="a2").layers)
 elif mode == "stream":
     inv = read_inventory(Path(path))
     with TensorReader(Path(path), {k: t.file for k, t in inv.tensors.items()}) as reader:
@@ -114,10 +122,17 @@ def write_checkpoint(out: Path, layers: int, hidden: int, inter: int, *, vocab: 
     return sum(p.stat().st_size for p in out.glob("*.safetensors"))
 
 
-def child(mode: str, path: Path) -> dict[str, float]:
-    """Run one measurement in a fresh interpreter."""
+def child(mode: str, path: Path, pycache: str) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter.
+
+    Bytecode goes to ``pycache`` (compiled by a discarded warm-up round), as in an installed
+    package: this environment sets ``PYTHONDONTWRITEBYTECODE``, which would otherwise make every
+    child compile the modules that ``load_quantized`` imports on its first call, inside the clock.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), PYTHONPYCACHEPREFIX=pycache)
     res = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                         env=env)
     data: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
     return data
 
@@ -128,22 +143,26 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--inter", type=int, default=5632)
+    ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    size = write_checkpoint(args.dir, args.layers, args.hidden, args.inter)
+    size = write_checkpoint(args.dir, args.layers, args.hidden, args.inter, vocab=args.vocab)
     for p in args.dir.glob("*.safetensors"):  # warm the page cache for both readers
         p.read_bytes()
-    runs: dict[str, list[dict[str, float]]] = {"read": [], "stream": [], "load": []}
-    for _ in range(args.runs):
-        for mode in ("read", "stream", "load"):
-            runs[mode].append(child(mode, args.dir))
+    runs: dict[str, list[dict[str, float]]] = {"read": [], "stream": [], "load": [], "plan": []}
+    with tempfile.TemporaryDirectory(prefix="quantspec-pyc-") as pycache:
+        for rnd in range(args.runs + 1):
+            for mode, results in runs.items():
+                result = child(mode, args.dir, pycache)
+                if rnd:  # round 0 compiles the bytecode and warms up
+                    results.append(result)
     best = {m: min(r, key=lambda d: d["seconds"]) for m, r in runs.items()}
     mib = size / 2**20
     # Ratios are paired per round (the three readers run back to back), then the median is taken:
     # a shared machine's load changes between rounds, much less within one.
     ratio = {m: statistics.median(runs["read"][i]["seconds"] / runs[m][i]["seconds"] for i in range(args.runs))
-             for m in runs}
-    extra = {m: (max(d["peak_kib"] - d["base_kib"] for d in r)) / 1024 for m, r in runs.items()}
+             for m in ("read", "stream", "load")}
+    extra = {m: (max(d["peak_kib"] - d["base_kib"] for d in runs[m])) / 1024 for m in ("read", "stream", "load")}
     base = min(d["base_kib"] for d in runs["load"]) / 1024
     print(f"checkpoint: {args.layers} layers, hidden {args.hidden}, intermediate {args.inter}: {mib:.0f} MiB "
           f"in {len(list(args.dir.glob('*.safetensors')))} shards; {args.runs} rounds; load average "
@@ -157,8 +176,12 @@ def main() -> None:
         print(f"| {names[m]} | {best[m]['seconds']:.2f} | {mib / best[m]['seconds']:.0f} | {ratio[m]:.2f} | "
               f"{extra[m]:.0f} MiB = {extra[m] / mib:.2f} x checkpoint |")
 
+    plan = statistics.median(d["seconds"] for d in runs["plan"])
+    print(f"of which planning (`quantspec.plan` alone, first call in a fresh process, median): {plan:.3f} s; "
+          f"load throughput past the plan vs safetensors (median of rounds): " + "{:.2f}".format(statistics.median(
+              runs["read"][i]["seconds"] / (runs["load"][i]["seconds"] - plan) for i in range(args.runs))))
     # per-round seconds, so that a median ratio can be traced to the rounds behind it
-    for m in ("read", "stream", "load"):
+    for m in ("read", "stream", "load", "plan"):
         print(f"{m} seconds per round: " + " ".join(f"{d['seconds']:.2f}" for d in runs[m]))
         print(f"{m} CPU seconds per round: " + " ".join(f"{d['cpu']:.2f}" for d in runs[m]))
 
