@@ -1,8 +1,9 @@
 """The op interface the schemes are written against, and the torch_npu dtype/format constants.
 
 Both backends expose the same methods, with the names and keyword arguments of ``torch_npu``
-(torch_npu 2.13 schemas, ``shared/reference/torch_npu_ops.md``). Schemes call only these
-methods, so one code path runs on the NPU and on the CPU emulation.
+(torch_npu 2.13 schemas, ``shared/reference/torch_npu_ops.md``), plus one layout step that is not a
+torch_npu op, :meth:`Ops.transpose_weight`. Schemes call only these methods, so one code path runs
+on the NPU and on the CPU emulation.
 
 Logical dtypes that have no torch dtype are passed as torch_npu custom codes (``256 +
 aclDataType``); the backend's attributes (``ops.float8_e8m0fnu``...) hold the value to pass: the
