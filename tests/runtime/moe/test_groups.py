@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -80,14 +81,15 @@ CASES: list[Case] = [
 ]
 
 
-def _weights() -> dict[str, Tensor]:
+def expert_weights() -> dict[str, Tensor]:
     gen = torch.Generator().manual_seed(0)
     return {p: 0.05 * torch.randn(E, *shape, generator=gen)
             for p, shape in (("gate", (INTER, H)), ("up", (INTER, H)), ("down", (H, INTER)))}
 
 
-def _build(family: FormatFamily, scheme: SchemeId | None, quant: QuantSpec | None, write: Writer,
-           ws: dict[str, Tensor]) -> QuantizedExperts:
+def build_experts(family: FormatFamily, scheme: SchemeId | None, quant: QuantSpec | None, write: Writer,
+                  ws: dict[str, Tensor], ops: Any = OPS) -> QuantizedExperts:
+    """Both weight groups of ``ws`` written by ``write``, decoded and finished on ``ops``."""
     cls = moe_group_for(family, scheme)
     groups = []
     plan: tuple[tuple[GroupName, tuple[str, ...], int, int], ...] = (
@@ -96,10 +98,10 @@ def _build(family: FormatFamily, scheme: SchemeId | None, quant: QuantSpec | Non
         st = Stacker(E)
         for e in range(E):
             st.put(e, cls.decode([write(ws[p][e], group) for p in projs], quant, n=n, k=k, group=group,
-                                 model_dtype=torch.bfloat16, ops=OPS))
+                                 model_dtype=torch.bfloat16, ops=ops))
         groups.append(cls.finish(st.out, quant, n=n * len(projs), k=k, group=group, model_dtype=torch.bfloat16,
-                                 ops=OPS))
-    return QuantizedExperts(groups[0], groups[1], ops=OPS, model_dtype=torch.bfloat16)
+                                 ops=ops))
+    return QuantizedExperts(groups[0], groups[1], ops=ops, model_dtype=torch.bfloat16)
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
@@ -109,8 +111,8 @@ def _rel(a: Tensor, b: Tensor) -> float:
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_group_layout_and_forward(case: Case) -> None:
     name, family, scheme, quant, write, tol = case
-    ws = _weights()
-    experts = _build(family, scheme, quant, write, ws)
+    ws = expert_weights()
+    experts = build_experts(family, scheme, quant, write, ws)
     # layout: one-hot rows quantize exactly, so the kernel returns each expert's effective weight
     for group, want in ((experts.w13, torch.cat([ws["gate"], ws["up"]], 1)), (experts.w2, ws["down"])):
         eye = torch.eye(group.k, dtype=torch.bfloat16).repeat(E, 1)

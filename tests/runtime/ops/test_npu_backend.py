@@ -22,6 +22,9 @@ from quantspec.runtime.ops import CpuOps, get_ops
 from quantspec.runtime.ops.checks import is_transposed_view
 from quantspec.runtime.ops.npu import NpuOps
 from quantspec.runtime.schemes import linear_scheme_for
+from tests.runtime.moe.test_groups import CASES as MOE_CASES
+from tests.runtime.moe.test_groups import Case as MoeCase
+from tests.runtime.moe.test_groups import build_experts, expert_weights
 from tests.runtime.schemes.cases import CASES, Case
 
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
@@ -94,6 +97,31 @@ def test_npu_backend_makes_the_same_calls(case: Case, monkeypatch: pytest.Monkey
     y_npu = _run(case, npu)
     assert cpu_log, "the scheme made no op call"
     assert [c[0] for c in npu_log] == [c[0] for c in cpu_log]
+    for (name, a1, k1), (_, a2, k2) in zip(cpu_log, npu_log, strict=True):
+        assert _same(a1, a2), f"{name}: positional arguments differ"
+        assert k1.keys() == k2.keys() and all(_same(k1[key], k2[key]) for key in k1), f"{name}: keywords differ"
+    assert torch.equal(y_cpu, y_npu)
+
+
+def _moe_forward(case: MoeCase, ops: Any) -> torch.Tensor:
+    _, family, scheme, quant, write, _ = case
+    experts = build_experts(family, scheme, quant, write, expert_weights(), ops=ops)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(7, experts.hidden_dim, generator=gen).to(torch.bfloat16)
+    idx = torch.stack([torch.randperm(experts.num_experts, generator=gen)[:2] for _ in range(7)])
+    out: torch.Tensor = experts(x, idx, torch.softmax(torch.randn(7, 2, generator=gen), -1))
+    return out
+
+
+@pytest.mark.parametrize("case", MOE_CASES, ids=[c[0] for c in MOE_CASES])
+def test_npu_backend_makes_the_same_moe_calls(case: MoeCase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expert groups too: building (transpose, NZ cast, int4 packing) and the routed forward."""
+    cpu_log: list[Call] = []
+    npu_log: list[Call] = []
+    monkeypatch.setitem(sys.modules, "torch_npu", fake_torch_npu(npu_log))
+    y_cpu = _moe_forward(case, RecordingOps(get_ops("cpu"), cpu_log))
+    y_npu = _moe_forward(case, get_ops("npu"))
+    assert [c[0] for c in npu_log] == [c[0] for c in cpu_log] and cpu_log
     for (name, a1, k1), (_, a2, k2) in zip(cpu_log, npu_log, strict=True):
         assert _same(a1, a2), f"{name}: positional arguments differ"
         assert k1.keys() == k2.keys() and all(_same(k1[key], k2[key]) for key in k1), f"{name}: keywords differ"
