@@ -88,7 +88,7 @@ def expert_weights() -> dict[str, Tensor]:
 
 
 def build_experts(family: FormatFamily, scheme: SchemeId | None, quant: QuantSpec | None, write: Writer,
-                  ws: dict[str, Tensor], ops: Any = OPS) -> QuantizedExperts:
+                  ws: dict[str, Tensor], *, ops: Any = OPS) -> QuantizedExperts:
     """Both weight groups of ``ws`` written by ``write``, decoded and finished on ``ops``."""
     cls = moe_group_for(family, scheme)
     groups = []
