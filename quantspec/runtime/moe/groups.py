@@ -26,13 +26,13 @@ from torch import Tensor
 
 from quantspec.description import QuantSpec
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
-from quantspec.runtime.ops.base import AclFormat, Ops
+from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import (
     FLOAT_DTYPES,
     TensorSet,
     bad_tensor,
     channel_scale,
-    nz_aligned_int8,
+    int8_weight_to_npu,
 )
 from quantspec.runtime.schemes.weight_only import _DECODERS
 from quantspec.vocab import FormatFamily, SchemeId, ZeroPoint
@@ -40,11 +40,6 @@ from quantspec.vocab import FormatFamily, SchemeId, ZeroPoint
 
 def _cat(projs: Sequence[Tensor], dim: int) -> Tensor:
     return projs[0] if len(projs) == 1 else torch.cat(list(projs), dim)
-
-
-def _nz(ops: Ops, w: Tensor) -> Tensor:
-    """``[E, K, N]`` int8 weights to FRACTAL_NZ when aligned (the grouped kernels prefer NZ)."""
-    return ops.npu_format_cast(w, int(AclFormat.FRACTAL_NZ)) if nz_aligned_int8(w.size(1), w.size(2)) else w
 
 
 @register_moe(FormatFamily.UNQUANTIZED, None)
@@ -106,7 +101,7 @@ class Int8DynamicExperts(ExpertGroup):
         model_dtype, ops = self.model_dtype, self.ops
         w = stacked["weight"]
         scale_dtype = torch.bfloat16 if model_dtype == torch.bfloat16 else torch.float32
-        self.register_buffer("weight", _nz(ops, ops.transpose_weight(w)), persistent=False)
+        self.register_buffer("weight", int8_weight_to_npu(ops, w), persistent=False)
         self.register_buffer("weight_scale", stacked["scale"].to(scale_dtype).contiguous(), persistent=False)
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:

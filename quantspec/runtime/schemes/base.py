@@ -110,9 +110,10 @@ def nz_aligned_int8(k: int, n: int) -> bool:
 
 
 def int8_weight_to_npu(ops: Ops, weight: Tensor) -> Tensor:
-    """``[N, K]`` int8 to the ``[K, N]`` kernel operand, cast to FRACTAL_NZ when aligned."""
+    """``[..., N, K]`` int8 (a linear, or stacked experts) to the ``[..., K, N]`` kernel operand, cast to
+    FRACTAL_NZ when aligned."""
     kn = ops.transpose_weight(weight)
-    if nz_aligned_int8(*kn.shape):
+    if nz_aligned_int8(*kn.shape[-2:]):
         return ops.npu_format_cast(kn, int(AclFormat.FRACTAL_NZ))
     return kn
 

@@ -75,6 +75,14 @@ def _same(a: Any, b: Any) -> bool:
     return bool(type(a) is type(b) and a == b)
 
 
+def _assert_same_calls(cpu_log: list[Call], npu_log: list[Call]) -> None:
+    """The two logs name the same ops in the same order, with the same arguments."""
+    assert [c[0] for c in npu_log] == [c[0] for c in cpu_log]
+    for (name, a1, k1), (_, a2, k2) in zip(cpu_log, npu_log, strict=True):
+        assert _same(a1, a2), f"{name}: positional arguments differ"
+        assert k1.keys() == k2.keys() and all(_same(k1[key], k2[key]) for key in k1), f"{name}: keywords differ"
+
+
 def _run(case: Case, ops: Any) -> torch.Tensor:
     n, k = case.shapes[0]
     w = torch.randn(n, k, generator=torch.Generator().manual_seed(3)) * 0.05
@@ -96,10 +104,7 @@ def test_npu_backend_makes_the_same_calls(case: Case, monkeypatch: pytest.Monkey
     y_cpu = _run(case, RecordingOps(get_ops("cpu"), cpu_log))
     y_npu = _run(case, npu)
     assert cpu_log, "the scheme made no op call"
-    assert [c[0] for c in npu_log] == [c[0] for c in cpu_log]
-    for (name, a1, k1), (_, a2, k2) in zip(cpu_log, npu_log, strict=True):
-        assert _same(a1, a2), f"{name}: positional arguments differ"
-        assert k1.keys() == k2.keys() and all(_same(k1[key], k2[key]) for key in k1), f"{name}: keywords differ"
+    _assert_same_calls(cpu_log, npu_log)
     assert torch.equal(y_cpu, y_npu)
 
 
@@ -121,10 +126,8 @@ def test_npu_backend_makes_the_same_moe_calls(case: MoeCase, monkeypatch: pytest
     monkeypatch.setitem(sys.modules, "torch_npu", fake_torch_npu(npu_log))
     y_cpu = _moe_forward(case, RecordingOps(get_ops("cpu"), cpu_log))
     y_npu = _moe_forward(case, get_ops("npu"))
-    assert [c[0] for c in npu_log] == [c[0] for c in cpu_log] and cpu_log
-    for (name, a1, k1), (_, a2, k2) in zip(cpu_log, npu_log, strict=True):
-        assert _same(a1, a2), f"{name}: positional arguments differ"
-        assert k1.keys() == k2.keys() and all(_same(k1[key], k2[key]) for key in k1), f"{name}: keywords differ"
+    assert cpu_log, "the experts made no op call"
+    _assert_same_calls(cpu_log, npu_log)
     assert torch.equal(y_cpu, y_npu)
 
 
