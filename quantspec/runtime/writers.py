@@ -33,6 +33,13 @@ def _channel_absmax(w: Tensor, qmax: float) -> Tensor:
     return torch.clamp(w.abs().amax(dim=1, keepdim=True), min=1e-8) / qmax
 
 
+def deq_scale_to_int64(deq: Tensor) -> Tensor:
+    """msModelSlim's int64 ``deq_scale`` (``deqscale2int64``): the float32 bits read as int32, sign-extended.
+
+    The file holds the exact float32; the FP19 truncation happens inside the kernel."""
+    return deq.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
+
+
 def modelslim_w8a8_static(
     w: Tensor,
     *,
@@ -40,25 +47,33 @@ def modelslim_w8a8_static(
     input_scale: float,
     input_offset: int = 0,
     bias: Tensor | None = None,
+    v0: bool = False,
 ) -> dict[str, Tensor]:
-    """ModelSlim ``W8A8``: int8 weight, ``deq_scale = input_scale * weight_scale`` (int64 FP19 words
-    for fp16 models, float32 for bf16) and ``quant_bias = rint(bias / deq) - input_offset * sum_k q``."""
+    """ModelSlim ``W8A8`` as msModelSlim's v1 saver writes it (``on_w8a8_static``): int8 ``weight``,
+    ``deq_scale = input_scale * weight_scale`` (sign-extended int64 bits for fp16 models, float32 for
+    bf16), ``quant_bias = round(bias / deq - input_offset * sum_k q)`` (the float bias folded in),
+    float32 ``input_scale``/``input_offset`` and, when the layer has one, the float ``bias`` too.
+    ``v0`` adds the ``weight_scale``/``weight_offset`` the older exporter writes."""
     wf = _f32(w)
     n = wf.size(0)
     ws = _channel_absmax(wf, 127.0)
     q = torch.clamp(torch.round(wf / ws), -128, 127).to(torch.int8)
     deq = (torch.tensor(input_scale, dtype=torch.float32) * ws.reshape(n)).to(torch.float32)
     b = torch.zeros(n) if bias is None else _f32(bias)
-    quant_bias = torch.round(b / deq) - input_offset * q.to(torch.float32).sum(dim=1)
-    return {
+    quant_bias = torch.round(b / deq - input_offset * q.to(torch.float32).sum(dim=1))
+    out = {
         "weight": q,
-        "weight_scale": ws.to(model_dtype),
-        "weight_offset": torch.zeros(n, 1, dtype=model_dtype),
-        "input_scale": torch.tensor([input_scale], dtype=model_dtype),
-        "input_offset": torch.tensor([float(input_offset)], dtype=model_dtype),
+        "input_scale": torch.tensor([input_scale], dtype=torch.float32),
+        "input_offset": torch.tensor([float(input_offset)], dtype=torch.float32),
         "quant_bias": quant_bias.to(torch.int32),
-        "deq_scale": nm.float_bits_to_int64(deq) if model_dtype == torch.float16 else deq,
+        "deq_scale": deq_scale_to_int64(deq) if model_dtype == torch.float16 else deq,
     }
+    if bias is not None:
+        out["bias"] = _f32(bias)
+    if v0:
+        out["weight_scale"] = ws.to(model_dtype)
+        out["weight_offset"] = torch.zeros(n, 1, dtype=model_dtype)
+    return out
 
 
 def modelslim_w8a8_dynamic(w: Tensor, *, model_dtype: torch.dtype) -> dict[str, Tensor]:

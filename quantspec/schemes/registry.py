@@ -112,9 +112,12 @@ MS_INT8 = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1))
            _r("weight_offset", FL, ("N", 1), required=False), BIAS)
 MS_INT8_ASYM = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
                 _r("weight_offset", FL, ("N", 1)), BIAS)
+# msModelSlim's v0 exporter writes weight_scale/weight_offset (folded into deq_scale, unused); the
+# v1 saver (ascendv1.py on_w8a8_static) does not. The float ``bias`` v1 writes beside quant_bias is
+# already folded into quant_bias: read, never added again.
 MS_STATIC = (
-    _r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
-    _r("weight_offset", FL, ("N", 1)), _r("input_scale", FL, (1,)),
+    _r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1), required=False),
+    _r("weight_offset", FL, ("N", 1), required=False), _r("input_scale", FL, (1,)),
     _r("input_offset", E, (1,), "float16", "bfloat16", "float32", "int8"),
     _r("quant_bias", E, ("N",), "int32"), _r("deq_scale", DQ, ("N",)), BIAS,
 )
@@ -151,7 +154,9 @@ FLOAT_W = (_r("weight", FL, ("N", "K")), BIAS)
 
 # ---------------------------------------------------------------- loaded tensors
 LD_INT8 = (_ld("weight", 8, "K", "N"), _ld("weight_scale", 32, "N"), _ld("weight_offset", 32, "N"))
-LD_STATIC = (*LD_INT8, _ld("deq_scale", 64, "N"), _ld("quant_bias", 32, "N"), _ld("input_scale", "model", "K"))
+# W8A8 static keeps no weight scale/offset (folded into deq_scale) and no float bias (in quant_bias).
+LD_STATIC = (LD_INT8[0], _ld("deq_scale", 64, "N"), _ld("quant_bias", 32, "N"), _ld("input_scale", "model", "K"),
+             _ld("input_offset", "model", "K"))
 LD_INT4 = (_ld("weight", 32, "K", "N/8"), _ld("weight_scale", 32, "N"), _ld("weight_offset", 32, "N"))
 LD_W4A8 = (_ld("weight", 32, "K", "N/8"), _ld("weight_scale", 64, "N"), _ld("scale_bias", 32, "N"))
 LD_MX8 = (_ld("weight", 8, "K", "N"), _ld("weight_scale", 8, "ceil(K/64)", "N", 2))

@@ -51,7 +51,7 @@ def test_matrix_check_unknown_status_exits_2(tmp_path: Path, capsys: pytest.Capt
 
 def test_matrix_check_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["matrix", "check", str(REPO / "support_matrix.yaml")]) == 0
-    assert "valid (matrix 2026.11.0" in capsys.readouterr().out
+    assert "valid (matrix 2026.12.0" in capsys.readouterr().out
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,7 +123,7 @@ def test_mxfp8_on_a3_is_rejected_naming_generation_and_rule(tmp_path: Path) -> N
     assert layer.reasons[0].code.value == "matrix.unsupported"
     assert layer.reasons[0].where == "model.layers.0.mlp.down_proj"
     assert layer.reasons[0].message == (
-        "w8a8_mxfp8 linear (modelslim) is unsupported on a3 (support matrix 2026.11.0); "
+        "w8a8_mxfp8 linear (modelslim) is unsupported on a3 (support matrix 2026.12.0); "
         "requires Ascend A5, CANN >= 8.0.RC3, torch_npu >= 2.9")
 
 

@@ -30,9 +30,13 @@ class ModelSlimW8A8Static(LinearScheme):
     """Static per-tensor int8 activations, per-channel int8 weights, ``deq_scale`` dequant.
 
     Tensors: ``weight`` int8 ``[N, K]``, ``input_scale``/``input_offset`` ``[1]``, ``deq_scale``
-    ``[N]`` (int64 FP19 words for fp16 models, float32 for bf16 ones), ``quant_bias`` int32 ``[N]``
-    (omit it on tensor-parallel ranks > 0 of a row-parallel layer: it is added once).
-    ``weight_scale``/``weight_offset`` are folded into ``deq_scale`` by ModelSlim and unused.
+    ``[N]`` (for fp16 models int64 words holding the float32 bits, sign-extended; float32 for bf16
+    ones; the FP19 truncation is the kernel's), ``quant_bias`` int32 ``[N]`` (omit it on
+    tensor-parallel ranks > 0 of a row-parallel layer: it is added once).
+    ``weight_scale``/``weight_offset`` (v0 exports only) are folded into ``deq_scale`` and unused.
+    ``quant_bias = round(bias / deq_scale - input_offset * sum_k q)`` already holds the float bias,
+    so a ``bias`` tensor beside it (v1 writes one) is never added again: both engines pass only
+    ``quant_bias`` to the kernel.
     """
 
     deq_scale: Tensor
@@ -57,14 +61,13 @@ class ModelSlimW8A8Static(LinearScheme):
             quant_bias=quant_bias,
             input_scale_reciprocal=(1.0 / in_scale.to(torch.float32)).repeat(k).to(self.model_dtype),
             input_offset=in_offset.to(torch.float32).repeat(k).to(self.model_dtype),
-            bias=float_bias(bias, ts, n, torch.float32) if bias is not None or ts.has("bias") else None,
+            bias=None,
         )
 
     def forward_2d(self, x: Tensor) -> Tensor:
-        """``npu_quantize`` (multiply mode) then ``npu_quant_matmul`` with ``deq_scale``."""
+        """``npu_quantize`` (multiply mode) then ``npu_quant_matmul`` with ``deq_scale`` and ``quant_bias``."""
         xq = self.ops.npu_quantize(x, self.input_scale_reciprocal, self.input_offset, torch.qint8, -1, False)
-        y = self.ops.npu_quant_matmul(xq, self.weight, self.deq_scale, bias=self.quant_bias, output_dtype=x.dtype)
-        return self._bias_after(y, x.dtype)
+        return self.ops.npu_quant_matmul(xq, self.weight, self.deq_scale, bias=self.quant_bias, output_dtype=x.dtype)
 
 
 class _Int8Dynamic(LinearScheme):

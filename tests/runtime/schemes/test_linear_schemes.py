@@ -10,6 +10,7 @@ import torch
 from quantspec.description import QuantSpec, WeightQuant
 from quantspec.matrix import load_matrix
 from quantspec.runtime.ops import get_ops
+from quantspec.runtime import writers as wr
 from quantspec.runtime.schemes import linear_scheme_for, registered_linear
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatrixLayer, NpuGen, SchemeId, Status
 from tests.runtime.schemes.cases import CASES, Case
@@ -93,3 +94,23 @@ def test_gguf_linear_matches_gguf_py(type_name: str, dtype: torch.dtype) -> None
         ref = x.to(torch.float64) @ wd.to(torch.float64).T
         err = float((y.to(torch.float64) - ref).abs().max() / ref.abs().max())
         assert err <= (2e-3 if dtype == torch.float16 else 1e-2), f"{type_name} {dtype} M={m}: {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("v0", [False, True], ids=["v1", "v0"])
+def test_w8a8_static_bias_is_added_once(dtype: torch.dtype, v0: bool) -> None:
+    """msModelSlim folds the float bias into quant_bias and writes the bias too (v1): add it once."""
+    g = torch.Generator().manual_seed(7)
+    n, k = 32, 64
+    w = torch.randn(n, k, generator=g) * 0.05
+    bias = torch.linspace(-2, 2, n)
+    tensors = wr.modelslim_w8a8_static(w, model_dtype=dtype, input_scale=0.02, input_offset=3, bias=bias, v0=v0)
+    assert "bias" in tensors and ("weight_scale" in tensors) is v0
+    quant = next(c.quant for c in CASES if c.id == "modelslim-w8a8-static")
+    layer = linear_scheme_for(FormatFamily.MODELSLIM, SchemeId.W8A8_STATIC).from_checkpoint(
+        tensors, quant, out_features=n, in_features=k, model_dtype=dtype, ops=get_ops("cpu")
+    )
+    x = torch.randn(5, k, generator=g) * 0.5
+    y = layer(x.to(dtype)).to(torch.float32)
+    ref = x @ w.T + bias
+    assert float((y - ref).abs().max()) < 0.1 * float(bias.abs().max())
