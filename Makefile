@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint schemas docs bench clean
+.PHONY: install demo test producers lint schemas docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,32 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m quantspec.demo
 
-test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+# The producer suite: each producer runs in its own virtual environment (msModelSlim wants an
+# older transformers) and writes its exports under .cache/producers; the tests read the files.
+PRODUCERS := .cache/producers
+MS_VENV   := .venv-msmodelslim
+MS_REQS   := tests/producers/msmodelslim-requirements.txt
+MS_STAMP  := $(PRODUCERS)/msmodelslim/.done
+
+$(MS_VENV)/.installed: $(MS_REQS)
+	$(PYTHON) -m venv $(MS_VENV)
+	$(MS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MS_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(MS_VENV)/bin/python -m pip install --quiet -r $(MS_REQS)
+	touch $@
+
+$(MS_STAMP): $(MS_VENV)/.installed tests/producers/msmodelslim_job.py tests/producers/ms_cases.py
+	rm -rf $(PRODUCERS)/msmodelslim
+	mkdir -p $(PRODUCERS)
+	$(MS_VENV)/bin/python tests/producers/msmodelslim_job.py $(PRODUCERS)/msmodelslim > $(PRODUCERS)/msmodelslim.log 2>&1 \
+		|| (tail -40 $(PRODUCERS)/msmodelslim.log; exit 1)
+	grep '^\[msmodelslim\]' $(PRODUCERS)/msmodelslim.log
+	touch $@
+
+producers: $(MS_STAMP)
+
+test: $(STAMP) producers
+	QUANTSPEC_REQUIRE_PRODUCERS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check quantspec tests bench examples
@@ -35,4 +59,4 @@ docs: $(STAMP)
 	$(VENV)/bin/quantspec docs
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(MS_VENV) .cache build dist *.egg-info

@@ -73,6 +73,7 @@ class Code(StrEnum):
     PLAN_SHARD_MISMATCH = "plan.shard_mismatch"
     PLAN_EXPERT_MISMATCH = "plan.expert_mismatch"
     PLAN_QUANTIZED_EMBEDDING = "plan.quantized_embedding"
+    PLAN_QUANTIZED_ROUTER = "plan.quantized_router"
     PLAN_CONSTRAINT = "plan.kernel_constraint"
     PLAN_TP = "plan.tensor_parallel"
     PLAN_REQUIREMENT = "plan.requirement"

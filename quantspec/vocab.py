@@ -53,6 +53,9 @@ class SchemeId(StrEnum):
     W4A4_DYNAMIC = "w4a4_dynamic"
     W8A8_STATIC = "w8a8_static"
     W8A8_DYNAMIC = "w8a8_dynamic"
+    #: msModelSlim pdmix (``W8A8_MIX``): static int8 tensors plus a per-channel weight scale, so that
+    #: a prefill node runs per-token dynamic activations and a decode node the static kernel.
+    W8A8_MIX = "w8a8_mix"
     W8A8_MXFP8 = "w8a8_mxfp8"
     W4A8_DYNAMIC = "w4a8_dynamic"
     W4A16 = "w4a16"

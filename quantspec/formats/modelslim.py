@@ -156,9 +156,16 @@ def label_spec(label: str, *, version: str | None, group_size: int | None) -> Qu
             return QuantSpec(scheme=SchemeId.W4A4_MXFP4, label=label,
                              weight=_mx_weight(ElementType.FP4_E2M1, 4, Layout.MX_FP4, group),
                              activation=_mx_act(ElementType.FP4_E2M1, 4))
-        case "W8A8FP8_DYNAMIC":
-            # fp8 weight [N, K] with per-channel weight_scale: the ModelSlim int8 tensor layout
-            # with an fp8 element type.
+        case "W8A8_MIX":
+            # pdmix: the W8A8 static tensors plus weight_scale/weight_offset (ascendv1.py on_w8a8_pd_mix).
+            return QuantSpec(scheme=SchemeId.W8A8_MIX, label=label,
+                             weight=_offset_weight(layout=Layout.MODELSLIM_INT8, **_INT8_CHANNEL),
+                             activation=_TOKEN_INT8)
+        case "WFP8AFP8_DYNAMIC" | "W8A8FP8_DYNAMIC":
+            # What msModelSlim writes is WFP8AFP8_DYNAMIC (ascendv1.py on_wfp8afp8_dynamic_per_channel);
+            # W8A8FP8_DYNAMIC is vLLM-Ascend's internal name for it, accepted as an alias. fp8
+            # weight [N, K] with per-channel weight_scale: the ModelSlim int8 tensor layout with an
+            # fp8 element type.
             return QuantSpec(scheme=SchemeId.W8A8_FP8_DYNAMIC, label=label,
                              weight=WeightQuant(element=ElementType.FP8_E4M3, bits=8,
                                                 granularity=Granularity.CHANNEL, layout=Layout.MODELSLIM_INT8),
@@ -167,12 +174,39 @@ def label_spec(label: str, *, version: str | None, group_size: int | None) -> Qu
     return None
 
 
+#: Labels msModelSlim writes that no NPU scheme of quantspec implements, with the recipe option
+#: that produced them (the hint of the planner's rejection).
+UNMAPPED_HINTS: dict[str, str] = {
+    "W4A16": "msModelSlim's W4A16 (weight-only int4, w_bit=4 a_bit=16) has no ModelSlim path in the engines; "
+             "re-quantize with W8A8_DYNAMIC or W4A8_DYNAMIC, or export W4A16 as GPTQ/AWQ",
+    "W16A16S": "W16A16S is msModelSlim's sparse weight format (quant_type W16A16S), run by MindIE only",
+    "W8A8S": "W8A8S is a sparse-quantization export (co_sparse / quant_type W8A8S), run by MindIE only",
+    "W8A8SC": "W8A8SC is a compressed sparse export (co_sparse with weight compression), run by MindIE only",
+    "W4A4_MXFP4_DUALSCALE": "produced by weight scope 'dual_scale' (method 'dualscale'); use scope 'per_block' "
+                            "for plain W4A4_MXFP4",
+    "W4A4_MXFP4_SVD": "produced by the SVD residual processor ('svd_quant'); drop it from the recipe",
+    "W8A8_TIMESTEP": "a diffusion timestep-wise export (timestep_quant); no LLM engine runs it",
+    "W8A8_PER_CHANNEL": "legacy diffusion label; re-export with the ascendv1 saver",
+    "W8A8_PER_TENSOR": "legacy diffusion label; re-export with the ascendv1 saver",
+    "W4A16_MXFP4": "weight-only MXFP4 has no engine path; use W4A8_MXFP or W4A4_MXFP4",
+    "W4A8_MXFP4": "not an ascendv1 label; W4A8_MXFP is the W4A8 MX type",
+}
+#: FlatQuant and SVD exports rename the label of every quantized type (ascendv1.py: a
+#: ``_FLATQUANT`` / ``_SVD`` infix or suffix); no engine runs them.
+_WRAPPED_HINT = ("written by the {proc} processor of msModelSlim (the label carries '{infix}'); the engines "
+                 "run no {proc} kernels: drop the processor from the recipe")
 #: Labels ModelSlim writes that no NPU scheme of quantspec implements (reported as notes).
-KNOWN_UNMAPPED: frozenset[str] = frozenset({
-    "W4A16", "W8A8_MIX", "WFP8AFP8_DYNAMIC", "W4A4_MXFP4_DUALSCALE", "W4A4_MXFP4_SVD",
-    "W8A8_TIMESTEP", "W8A8_PER_CHANNEL", "W8A8_PER_TENSOR", "W8A8S", "W8A8SC",
-    "W4A4_MXFP4_FLATQUANT", "W4A4_FLATQUANT_DYNAMIC", "W4A16_MXFP4", "W4A8_MXFP4",
-})
+KNOWN_UNMAPPED: frozenset[str] = frozenset(UNMAPPED_HINTS)
+
+
+def unmapped_hint(label: str) -> str | None:
+    """Why a known msModelSlim label has no scheme, naming the recipe option that produced it."""
+    if label in UNMAPPED_HINTS:
+        return UNMAPPED_HINTS[label]
+    for infix, proc in (("FLATQUANT", "FlatQuant ('flatquant')"), ("_SVD", "SVD residual ('svd_quant')")):
+        if infix in label:
+            return _WRAPPED_HINT.format(proc=proc, infix=infix.strip("_"))
+    return None
 
 _WA_RE = re.compile(r"^W(\d+)A(\d+)")
 
@@ -285,19 +319,19 @@ def _spec_or_unmapped(
         return spec
     if label not in reported:
         reported.add(label)
-        if label in KNOWN_UNMAPPED:
+        if (why := unmapped_hint(label)) is not None:
             findings.append(reason(
                 Code.FORMAT_NOTE,
                 f"ModelSlim type {label!r} has no NPU scheme in quantspec; modules using it will be rejected",
-                file=file, where=where,
+                file=file, where=where, hint=why,
             ))
         else:
             findings.append(reason(
                 Code.FORMAT_UNKNOWN_VALUE,
                 f"unknown ModelSlim quantization type {label!r}; kept, but no scheme implements it",
                 file=file, where=where,
-                hint="known types: FLOAT, W8A8, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC, W4A4_DYNAMIC, "
-                     "W8A8_MXFP8, W4A8_MXFP, W4A4_MXFP4, W8A8FP8_DYNAMIC",
+                hint="known types: FLOAT, W8A8, W8A8_DYNAMIC, W8A8_MIX, W8A16, W4A8_DYNAMIC, W4A4_DYNAMIC, "
+                     "W8A8_MXFP8, W4A8_MXFP, W4A4_MXFP4, WFP8AFP8_DYNAMIC",
             ))
     return _unmapped_spec(label)
 
@@ -374,6 +408,6 @@ def looks_like_modelslim(data: Mapping[str, Any]) -> bool:
 
 def is_known_label(label: str) -> bool:
     """Whether ``label`` is a ModelSlim type label (mapped or not)."""
-    if label == FLOAT_LABEL or label in KNOWN_UNMAPPED:
+    if label == FLOAT_LABEL or unmapped_hint(label) is not None:
         return True
     return label_spec(label, version=None, group_size=None) is not None

@@ -78,6 +78,8 @@ class ConstraintId(StrEnum):
     ANTIQUANT_GROUP = "antiquant_group"
     #: int4 weights in NZ accept only these group sizes (``values``).
     INT4_NZ_GROUP = "int4_nz_group"
+    #: The grouped A8W4 kernel: per-group scales only with group size ``group`` and K <= ``k_max``.
+    A8W4_GROUP = "a8w4_group"
     #: MX block size ``block`` along K, K a multiple of ``k_multiple`` (scales in pairs).
     MX_BLOCK = "mx_block"
     #: A dimension (``dim``: ``k`` or ``n``) must be a multiple of ``multiple``.

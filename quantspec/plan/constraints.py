@@ -110,6 +110,19 @@ def check_int4_nz_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> 
               transform="keep int4 weight ND (group size)")
 
 
+def check_a8w4_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
+    """Grouped A8W4 (aclnnGroupedMatmulV5): per-channel, or per-group at exactly ``group`` with K <= ``k_max``."""
+    group = int(c.params.get("group", 256))  # type: ignore[arg-type]
+    k_max = int(c.params.get("k_max", 18432))  # type: ignore[arg-type]
+    g = _group(ctx.quant)
+    if g is None:
+        return
+    if g != group:
+        _reject(ctx, c, out, f"per-group A8W4 needs group size {group}, got {g}")
+    if ctx.k_local > k_max:
+        _reject(ctx, c, out, f"per-group A8W4 needs K <= {k_max}, got K = {ctx.k_local}")
+
+
 def check_mx_block(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """MX scales: block ``block`` along K, and K a multiple of ``k_multiple`` (scales in pairs)."""
     block = int(c.params.get("block", 32))  # type: ignore[arg-type]
@@ -187,6 +200,7 @@ CHECKERS: dict[ConstraintId, Checker] = {
     ConstraintId.NZ_ALIGNMENT: check_nz_alignment,
     ConstraintId.ANTIQUANT_GROUP: check_antiquant_group,
     ConstraintId.INT4_NZ_GROUP: check_int4_nz_group,
+    ConstraintId.A8W4_GROUP: check_a8w4_group,
     ConstraintId.MX_BLOCK: check_mx_block,
     ConstraintId.DIM_MULTIPLE: check_dim_multiple,
     ConstraintId.WEIGHT_BITS: check_weight_bits,

@@ -20,6 +20,7 @@ from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
 from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
+from quantspec.plan.refine import refine
 from quantspec.vocab import LayerKind, MatrixLayer
 
 #: config.json keys that give the number of routed experts.
@@ -140,6 +141,11 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
             quant_of[majority[names[0]]])
         return p.build(v, shards=u.projs, experts=tuple(ids))
     v.quant = quant_of[majority[names[0]]]
+    experts0 = u.experts.get(ids[0], {}) if ids and not u.fused3d else {}
+    expert0: tuple[str, Params] | None = next((experts0[pr] for pr in u.projs if pr in experts0), None)
+    if expert0 is not None:
+        v.quant, notes = refine(v.quant, p.s.desc.format, expert0[0], expert0[1])
+        v.warnings += notes
     p.scheme_for(v, MatrixLayer.MOE)
     if v.spec is not None:
         _contract(p, v, u, ids, group)

@@ -15,14 +15,16 @@ from typing import Any
 
 from quantspec.description import CheckpointDescription, KVCacheQuant, QuantSpec
 from quantspec.errors import DIFFUSION_EMBEDDING_MESSAGE, Code, Reason, reason
+from quantspec.formats import modelslim
 from quantspec.matrix import MatrixEntry, SupportMatrix
 from quantspec.plan.constraints import CheckContext, run_constraints
 from quantspec.plan.contract import check_module, loaded_bytes, quant_env, stored_bytes
 from quantspec.plan.discover import AttentionUnit, LinearUnit, Naming, discover, naming, natural_key
 from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer, PlanPolicy
+from quantspec.plan.refine import refine
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import Domain, LayerKind, Layout, MatrixLayer, NpuGen, SchemeId, Status
+from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, NpuGen, SchemeId, Status
 
 #: Layouts whose codes are packed along N (column splits must keep whole words) or along K.
 PACKED_ALONG_N = frozenset({Layout.AWQ_GEMM})
@@ -125,6 +127,10 @@ class Planner:
                     f"MoE or embedding layer: no NPU scheme runs it quantized", where=u.name,
                     hint="export this module unquantized (FLOAT)"))
             return self.build(v, shards=())
+        if u.kind is LayerKind.ROUTER:
+            from quantspec.plan.router import plan_router  # router.py imports this module's types
+
+            return plan_router(self, u, v)
         cls = "Embedding" if u.kind is LayerKind.EMBEDDING else "Linear"
         res = [(s, self.resolver.resolve(s, cls)) for s in u.shards]
         missing = [s for s, r in res if not r.matched]
@@ -147,7 +153,8 @@ class Planner:
             v.label = "mixed"
             v.tensors = [t.name for p in u.params.values() for t in p.values()]
             return self.build(v, shards=u.shards)
-        v.quant = res[0][1].quant
+        v.quant, notes = refine(res[0][1].quant, self.s.desc.format, u.shards[0], u.params[u.shards[0]])
+        v.warnings += notes
         mlayer = u.kind.matrix_layer or MatrixLayer.LINEAR
         self.scheme_for(v, mlayer)
         if v.spec is not None:
@@ -185,9 +192,11 @@ class Planner:
         scheme = kv.scheme if kv else q.scheme if q else None
         layout = q.weight.layout if q else Layout.MODELSLIM_INT8
         if scheme is None:
+            why = modelslim.unmapped_hint(v.label) if fam is FormatFamily.MODELSLIM else None
             v.reasons.append(reason(
                 Code.PLAN_NO_SCHEME, f"{v.label} ({fam.value}) has no NPU scheme in quantspec", where=v.name,
-                hint="re-quantize with a scheme of the support matrix (`quantspec matrix`)",
+                hint=f"{why}; re-quantize with a scheme of the support matrix (`quantspec matrix`)" if why
+                else "re-quantize with a scheme of the support matrix (`quantspec matrix`)",
             ))
             return
         cell = f"{scheme.value} {mlayer.value} ({fam.value})"

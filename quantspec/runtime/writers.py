@@ -76,6 +76,18 @@ def modelslim_w8a8_static(
     return out
 
 
+def modelslim_w8a8_mix(w: Tensor, *, model_dtype: torch.dtype, input_scale: float, input_offset: int = 0,
+                       bias: Tensor | None = None) -> dict[str, Tensor]:
+    """ModelSlim ``W8A8_MIX`` (pdmix, ``on_w8a8_pd_mix``): the W8A8 static tensors plus float32
+    ``weight_scale``/``weight_offset`` ``[N, 1]`` for the dynamic path."""
+    out = modelslim_w8a8_static(w, model_dtype=model_dtype, input_scale=input_scale, input_offset=input_offset,
+                                bias=bias)
+    ws = _channel_absmax(_f32(w), 127.0)
+    out["weight_scale"] = ws
+    out["weight_offset"] = torch.zeros_like(ws)
+    return out
+
+
 def modelslim_w8a8_dynamic(w: Tensor, *, model_dtype: torch.dtype) -> dict[str, Tensor]:
     """ModelSlim ``W8A8_DYNAMIC``: symmetric per-channel int8 weight."""
     wf = _f32(w)

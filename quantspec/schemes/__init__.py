@@ -6,12 +6,13 @@ under the same ``(family, scheme, layer)`` key.
 """
 
 from quantspec.schemes.model import DTYPE_BITS, FLOAT_DTYPES, DtypeRule, LoadedTensor, SchemeSpec, TensorRole
-from quantspec.schemes.registry import FLOAT_SPECS, SPECS, executable_name, layouts_for, lookup_spec
+from quantspec.schemes.registry import FLOAT_SPECS, ROUTER_SPEC, SPECS, executable_name, layouts_for, lookup_spec
 
 __all__ = [
     "DTYPE_BITS",
     "FLOAT_DTYPES",
     "FLOAT_SPECS",
+    "ROUTER_SPEC",
     "SPECS",
     "DtypeRule",
     "LoadedTensor",

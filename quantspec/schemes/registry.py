@@ -25,6 +25,7 @@ L = MatrixLayer
 _EXECUTABLE: dict[tuple[FormatFamily, SchemeId, MatrixLayer], str] = {
     (F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR): "ModelSlimW8A8Dynamic",
     (F.MODELSLIM, S.W8A8_STATIC, L.LINEAR): "ModelSlimW8A8Static",
+    (F.MODELSLIM, S.W8A8_MIX, L.LINEAR): "ModelSlimW8A8Mix",
     (F.MODELSLIM, S.W8A16, L.LINEAR): "ModelSlimW8A16",
     (F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR): "ModelSlimW4A4Dynamic",
     (F.MODELSLIM, S.W8A8_MXFP8, L.LINEAR): "ModelSlimMxFp8",
@@ -121,6 +122,9 @@ MS_STATIC = (
     _r("input_offset", E, (1,), "float16", "bfloat16", "float32", "int8"),
     _r("quant_bias", E, ("N",), "int32"), _r("deq_scale", DQ, ("N",)), BIAS,
 )
+# pdmix (ascendv1.py on_w8a8_pd_mix): the static tensors plus weight_scale/weight_offset; quantspec
+# runs the dynamic path (weight + weight_scale), as vLLM-Ascend does outside a decode node.
+MS_MIX = (*MS_STATIC[:1], _r("weight_scale", FL, ("N", 1)), *MS_STATIC[2:])
 MS_INT4 = (_r("weight", E, ("N", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
            _r("weight_offset", FL, ("N", 1), required=False), BIAS)
 MS_INT4X2 = (_r("weight", E, ("N/2", "K"), "int8"), _r("weight_scale", FL, ("N", 1)),
@@ -129,7 +133,9 @@ MS_W4A8_MOE_EXTRA = (
     _r("scale_bias", FL, ("N", 1), required=False, moe_group="w13"),
     _r("scale_bias", FL, ("N", 16), required=False, moe_group="w2"),
     _r("weight_scale_second", FL, ("N", "ng"), grouped_only=True),
-    _r("weight_offset_second", FL, ("N", "ng"), required=False, grouped_only=True),
+    # msModelSlim's old API writes the second-level offset as int64 (zeros for symmetric weights).
+    _r("weight_offset_second", E, ("N", "ng"), "float16", "bfloat16", "float32", "int64", required=False,
+       grouped_only=True),
 )
 MX8 = (_r("weight", E, ("N", "K"), "float8_e4m3fn"), _r("weight_scale", E, ("N", "ceil(K/32)"), "uint8"), BIAS)
 MX4 = (_r("weight", E, ("N", "K/2"), "uint8"), _r("weight_scale", E, ("N", "ceil(K/32)"), "uint8"), BIAS)
@@ -189,6 +195,8 @@ LMS8, LMS4, LMS4X2 = [Layout.MODELSLIM_INT8], [Layout.MODELSLIM_INT4], [Layout.M
 _add(F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR, LMS8, roles=MS_INT8, kernels=K_DYN, transforms=(T_T,), loaded=LD_INT8)
 _add(F.MODELSLIM, S.W8A8_STATIC, L.LINEAR, LMS8, roles=MS_STATIC, kernels=K_STATIC,
      transforms=(T_T, "repeat input_scale/input_offset over K"), loaded=LD_STATIC)
+_add(F.MODELSLIM, S.W8A8_MIX, L.LINEAR, LMS8, roles=MS_MIX, kernels=K_DYN,
+     transforms=(T_T, "per-token dynamic path (vLLM-Ascend outside a decode node)"), loaded=LD_INT8[:2])
 _add(F.MODELSLIM, S.W8A16, L.LINEAR, LMS8, roles=MS_INT8_ASYM,
      kernels=("npu_weight_quant_batchmatmul", "npu_format_cast"),
      transforms=(T_T,), loaded=LD_INT8)
@@ -215,13 +223,15 @@ _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4, roles=MS_INT4, kernels=K_MOE_INT,
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4X2, roles=MS_INT4X2, kernels=K_MOE_INT, n_from="s0*2",
      transforms=("stack experts to [E, N/2, K]", "transpose to [E, K, N/2]", "scale fp32 bits to int64"),
      loaded=LD_INT4)
+# What W4A8Experts does (runtime/moe/groups_int4.py): int4 values per expert, repacked 8 per int32
+# along N, scales (folding weight_scale_second when grouped) as int64 fp32 bits [E, G, N].
+_T_W4A8 = ("repack int4 8-per-int32 along N to [E, K, N/8] (npu_convert_weight_to_int4pack)",
+           "scale (x weight_scale_second when grouped) as int64 fp32 bits [E, G, N] (G = 1 per channel)")
 _add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4X2, roles=(*MS_INT4X2, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
-     n_from="s0*2", transforms=("stack experts to [E, N/2, K]", "transpose to [E, K, N/2]", "view int4x2 as int32",
-                                "scale fp32 bits to int64", "sum scale_bias over its 16 TP slices"),
+     n_from="s0*2", transforms=("unpack int4 pairs along N", *_T_W4A8, "sum scale_bias over this rank's TP slices"),
      loaded=LD_W4A8)
 _add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4, roles=(*MS_INT4, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
-     transforms=("stack experts to [E, N, K]", "pack int4 pairs along N", "transpose to [E, K, N/2]",
-                 "scale fp32 bits to int64", "compute scale_bias"), loaded=LD_W4A8)
+     transforms=(*_T_W4A8, "compute scale_bias = 8 * sum_k(w * scale)"), loaded=LD_W4A8)
 _add(F.MODELSLIM, S.W8A8_MXFP8, L.MOE, [Layout.MX_FP8], roles=MX8, kernels=(*K_MOE_MX[:-1], "npu_swiglu", *_MOE_TAIL),
      transforms=("stack experts to [E, N, K]", "cast to FRACTAL_NZ before transpose",
                  "reshape scale to [E, K/64, N, 2]"),
@@ -313,6 +323,16 @@ FLOAT_SPECS: dict[MatrixLayer, SchemeSpec] = {
     )
     for layer in (L.LINEAR, L.MOE, L.EMBEDDING)
 }
+
+
+#: MoE routers (always float: both engines build them with ``quant_config=None``): the weight, an
+#: optional bias and DeepSeek's ``e_score_correction_bias`` (a router tensor, loaded in float32).
+ROUTER_SPEC = SchemeSpec(
+    family=F.UNQUANTIZED, scheme=None, layer=L.LINEAR, layout=Layout.FLOAT, executable=LOADED_AS_FLOAT,
+    weight_role="weight", n_from="s0", k_from="s1",
+    roles=(*FLOAT_W, _r("e_score_correction_bias", FL, ("N",), required=False)), kernels=(),
+    loaded=(*LD_FLOAT, _ld("e_score_correction_bias", 32, "N")),
+)
 
 
 def lookup_spec(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer, layout: Layout) -> SchemeSpec | None:

@@ -103,11 +103,25 @@ def test_unknown_label_is_kept_and_reported() -> None:
     assert desc.findings[0].where == "/m.weight"
 
 
-def test_known_unmapped_label_is_a_note() -> None:
-    desc = read({"m.weight": "W8A8_MIX"})
+def test_known_unmapped_label_is_a_note_naming_the_recipe_option() -> None:
+    desc = read({"m.weight": "W4A4_MXFP4_DUALSCALE", "n.weight": "W4A4_FLATQUANT_DYNAMIC"})
     q = desc.resolve("m").quant
-    assert q is not None and q.scheme is None and q.weight.element is ElementType.INT8
-    assert [r.code for r in desc.findings] == [Code.FORMAT_NOTE]
+    assert q is not None and q.scheme is None and q.weight.element is ElementType.INT4
+    assert [r.code for r in desc.findings] == [Code.FORMAT_NOTE, Code.FORMAT_NOTE]
+    assert desc.findings[0].hint == ("produced by weight scope 'dual_scale' (method 'dualscale'); use scope "
+                                     "'per_block' for plain W4A4_MXFP4")
+    assert desc.findings[1].hint is not None and "FlatQuant ('flatquant')" in desc.findings[1].hint
+
+
+@pytest.mark.parametrize(("label", "scheme"), [
+    ("WFP8AFP8_DYNAMIC", SchemeId.W8A8_FP8_DYNAMIC), ("W8A8FP8_DYNAMIC", SchemeId.W8A8_FP8_DYNAMIC),
+    ("W8A8_MIX", SchemeId.W8A8_MIX),
+])
+def test_msmodelslim_labels_map_to_schemes(label: str, scheme: SchemeId) -> None:
+    desc = read({"m.weight": label})
+    q = desc.resolve("m").quant
+    assert q is not None and q.scheme is scheme and q.label == label
+    assert desc.findings == ()
 
 
 def test_c8_and_fakquant_entries_become_kv_items() -> None:

@@ -104,15 +104,15 @@ class W4A8Experts(ExpertGroup):
         return {"codes": torch.cat(codes, 0), "scale": torch.cat(scales, 0), "bias": torch.cat(biases, 0)}
 
     def _finish(self, stacked: dict[str, Tensor], quant: QuantSpec | None, group: GroupName) -> None:
-        """Pack weights ``[E, K, N/8]``, scales to int64 ``[E, G, N]`` (``[E, N]`` per channel)."""
+        """Pack weights ``[E, K, N/8]``, scales to int64 ``[E, G, N]`` (``[E, 1, N]`` per channel, as both
+        engines pass it: the A8W4 kernel takes only the 3-D form)."""
         n, ops = self.n, self.ops
         codes = stacked["codes"]
         if n % 8:
             raise bad_tensor("weight", f"int4 experts need N divisible by 8, got {n}")
         scale = stacked["scale"].transpose(1, 2)  # [E, G, N]
         self.register_buffer("weight", _pack_experts(ops, codes), persistent=False)
-        self.register_buffer("weight_scale", _int64_bits(scale[:, 0] if scale.size(1) == 1 else scale),
-                             persistent=False)
+        self.register_buffer("weight_scale", _int64_bits(scale), persistent=False)
         self.register_buffer("scale_bias", stacked["bias"].to(torch.float32).contiguous(), persistent=False)
 
     def forward(self, x: Tensor, group_list: Tensor) -> Tensor:

@@ -1,10 +1,13 @@
 """CPU emulation of the quantized-activation grouped-matmul modes of ``npu_grouped_matmul``
 (torch_npu_ops.md 4.3), single x / single weight / grouped along M:
 
-* **A8W4** (A2/A3): int8 ``x``, int4x8 weight ``[E, K, N/8]`` (int32), ``scale`` int64 ``[E, N]``,
-  ``[E, 1, N]`` or per-group ``[E, G, N]`` holding fp32 bits in the low 32 bits, the mandatory
-  float32 ``bias [E, N]`` (``8 * sum_k w * scale``) and ``per_token_scale``: per the aclnn
-  formula ``((x - 8) @ w * scale + bias) * per_token_scale`` (the shift cancels with the bias);
+* **A8W4** (A2/A3): int8 ``x``, int4x8 weight ``[E, K, N/8]`` (int32), ``scale`` int64
+  ``[E, G, N]`` (``G = 1`` per channel; aclnnGroupedMatmulV5 requires the 3-D
+  ``[g, quantGroupNum, n]``, and both engines keep the per-channel scale ``[E, 1, N]``) holding fp32
+  bits in the low 32 bits; per-group scales only with groups of 256 along K and ``K <= 18432``
+  (the documented A8W4 limits); the mandatory float32 ``bias [E, N]`` (``8 * sum_k w * scale``)
+  and ``per_token_scale``: per the aclnn formula ``((x - 8) @ w * scale + bias) * per_token_scale``
+  (the shift cancels with the bias);
 * **A4W4** (A2/A3): int4x8 ``x [M, K/8]``, int4x8 weight, int64 ``scale [E, N]``:
   ``x @ (w * scale) * per_token_scale``;
 * **MX** (A5): float8_e4m3fn ``x`` and weight ``[E, K, N]`` with E8M0 scales in pairs,
@@ -31,6 +34,9 @@ from quantspec.runtime.ops.checks import check_dim, check_dtype, is_transposed_v
 from quantspec.runtime.ops.cpu_matmul import _unpack_fp4_logical
 
 _GMM = "npu_grouped_matmul"
+#: aclnnGroupedMatmulV5 / WeightNz: A8W4 per-group quantization only at quantGroupSize 256, K <= 18432.
+A8W4_GROUP = 256
+A8W4_MAX_K = 18432
 _OUT = (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -100,6 +106,10 @@ def grouped_quant_matmul(
     g = s.size(1)
     require(k % g == 0, _GMM, "scale", f"G = {g} does not divide K = {k}")
     if mode == "a8w4":
+        require(scale[0].dim() == 3, _GMM, "scale", f"A8W4 needs a 3-D [E, G, N] scale, got {tuple(scale[0].shape)}")
+        require(g == 1 or (k // g == A8W4_GROUP and k <= A8W4_MAX_K), _GMM, "scale",
+                f"A8W4 per-group scales need groups of {A8W4_GROUP} along K and K <= {A8W4_MAX_K} "
+                f"(got groups of {k // g}, K = {k})")
         require(bias is not None, _GMM, "bias", "A8W4 needs the offline bias 8 * sum_k(w * scale)")
         assert bias is not None
         check_dtype(_GMM, "bias", bias[0], (torch.float32,))

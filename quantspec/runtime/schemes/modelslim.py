@@ -103,6 +103,16 @@ class ModelSlimW8A8Dynamic(_Int8Dynamic):
     (``weight_offset`` is loaded by engines but unused: the weights are symmetric)."""
 
 
+@register_linear(FormatFamily.MODELSLIM, SchemeId.W8A8_MIX)
+class ModelSlimW8A8Mix(_Int8Dynamic):
+    """ModelSlim ``W8A8_MIX`` (msModelSlim pdmix): the W8A8 static tensors plus ``weight_scale``.
+
+    vLLM-Ascend's ``AscendW8A8PDMixLinearMethod`` runs the static kernel (``quant_bias``,
+    ``deq_scale``) only on a disaggregated decode node and per-token dynamic int8 with
+    ``weight_scale`` everywhere else; this is that dynamic path (the float bias is added by the
+    kernel; the static tensors are not read)."""
+
+
 @register_linear(FormatFamily.COMPRESSED_TENSORS, SchemeId.W8A8_DYNAMIC)
 class CompressedTensorsW8A8Dynamic(_Int8Dynamic):
     """compressed-tensors int-quantized W8A8 with dynamic per-token activations:

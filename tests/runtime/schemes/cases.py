@@ -206,6 +206,16 @@ CASES: tuple[Case, ...] = (
         _bound(3e-3, 1.5e-2),
     ),
     Case(
+        "modelslim-w8a8-mix",
+        FormatFamily.MODELSLIM,
+        SchemeId.W8A8_MIX,
+        _q(SchemeId.W8A8_MIX, "W8A8_MIX", _INT8, _A8),
+        lambda w, d: wr.modelslim_w8a8_mix(w, model_dtype=d, input_scale=0.02, input_offset=3),
+        orc.int8_dynamic,
+        ((40, 48), (64, 64)),
+        _bound(3e-3, 1.5e-2),
+    ),
+    Case(
         "ct-w8a8-dynamic",
         FormatFamily.COMPRESSED_TENSORS,
         SchemeId.W8A8_DYNAMIC,

@@ -1,0 +1,128 @@
+"""The msModelSlim producer cases: which tiny model, which msModelSlim recipe, which bounds.
+
+Plain data with no imports beyond the standard library: the export job
+(``msmodelslim_job.py``) reads it inside msModelSlim's own virtual environment and the tests
+read it in quantspec's. A recipe is the ``spec.process`` list of an msModelSlim ``modelslim_v1``
+config (the same YAML keys ``msmodelslim quant --config_path`` takes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: msModelSlim and the transformers it runs with (4.48-4.51: under 5.x MoE experts are fused
+#: 3-D parameters that msModelSlim silently leaves float). Refresh: bump both, run
+#: ``make producers`` and read docs/e2e.md's producer table for what changed.
+MSMODELSLIM = "msmodelslim==26.1.0"
+TRANSFORMERS = "transformers==4.51.3"
+
+
+def _qc(act: dict[str, Any] | None, weight: dict[str, Any]) -> dict[str, Any]:
+    qc: dict[str, Any] = {"weight": {"symmetric": True, "method": "minmax", **weight}}
+    if act is not None:
+        qc["act"] = {"symmetric": True, "method": "minmax", **act}
+    return qc
+
+
+W8A8_STATIC = _qc({"scope": "per_tensor", "dtype": "int8", "symmetric": False},
+                  {"scope": "per_channel", "dtype": "int8"})
+W8A8_DYNAMIC = _qc({"scope": "per_token", "dtype": "int8"}, {"scope": "per_channel", "dtype": "int8"})
+W8A16 = _qc(None, {"scope": "per_channel", "dtype": "int8"})
+#: Asymmetric int8 weights: msModelSlim 26.1.0 implements them only with its GPTQ method.
+W8A16_ASYM = _qc(None, {"scope": "per_channel", "dtype": "int8", "symmetric": False, "method": "gptq"})
+#: Per-token int4 activations: only msModelSlim's autoround processor implements them.
+W4A4_DYNAMIC = _qc({"scope": "per_token", "dtype": "int4"},
+                   {"scope": "per_channel", "dtype": "int4", "method": "autoround"})
+W4A8_DYNAMIC = _qc({"scope": "per_token", "dtype": "int8"}, {"scope": "per_channel", "dtype": "int4"})
+MXFP8 = _qc({"scope": "per_block", "dtype": "mxfp8"}, {"scope": "per_block", "dtype": "mxfp8"})
+W4A8_MXFP = _qc({"scope": "per_block", "dtype": "mxfp8"}, {"scope": "per_block", "dtype": "mxfp4"})
+MXFP4 = _qc({"scope": "per_block", "dtype": "mxfp4"}, {"scope": "per_block", "dtype": "mxfp4"})
+WFP8AFP8 = _qc({"scope": "per_token", "dtype": "fp8_e4m3"}, {"scope": "per_channel", "dtype": "fp8_e4m3"})
+
+#: Layers kept float in every dense recipe: the output head and one down projection.
+DENSE_FLOAT = ["lm_head", "model.layers.1.mlp.down_proj"]
+#: MoE recipes keep the routers float too (engines build routers unquantized).
+MOE_FLOAT = ["lm_head", "*mlp.gate", "*shared_expert_gate"]
+
+
+@dataclass(frozen=True)
+class MsCase:
+    """One export: ``arch`` (llama | qwen2 | qwen3_moe), the model dtype, the recipe groups
+    (``(qconfig, include, exclude)``), what quantspec must do with it and its logit bounds."""
+
+    id: str
+    arch: str
+    dtype: str
+    groups: tuple[tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]], ...]
+    #: Labels the description must carry (the scheme check).
+    labels: tuple[str, ...]
+    #: The msModelSlim processor that applies the groups (``linear_quant`` or ``autoround_quant``).
+    processor: str = "linear_quant"
+    #: The target quantspec loads it for, and whether untested cells are allowed.
+    target: str = "a3"
+    allow_untested: bool = False
+    #: Bounds, relative L2 errors: each quantized module's output against msModelSlim's module on
+    #: the same real activations (rounded to the model dtype), and the logits against msModelSlim's
+    #: fake-quantized model and the float model. About 1.5x the measured value; why each is what it
+    #: is: docs/e2e.md, "msModelSlim".
+    module_bound: float = 0.02
+    fq_bound: float = 0.05
+    float_bound: float = 0.2
+    #: Set when quantspec must reject the plan (the expected rejection code), not load it.
+    rejects: str | None = None
+    attention_bias: bool = True
+    #: msModelSlim itself fails on CPU for this case: a fragment of its error (docs/e2e.md lists it).
+    producer_error: str | None = None
+
+
+def _dense(id_: str, arch: str, dtype: str, qc: dict[str, Any], labels: tuple[str, ...], **kw: Any) -> MsCase:
+    return MsCase(id_, arch, dtype, ((qc, ("*",), tuple(DENSE_FLOAT)),), labels, **kw)
+
+
+def _moe(id_: str, dtype: str, attn: dict[str, Any], experts: dict[str, Any], labels: tuple[str, ...],
+         *, router: bool = False, **kw: Any) -> MsCase:
+    float_names = tuple(n for n in MOE_FLOAT if not (router and n == "*mlp.gate"))
+    return MsCase(id_, "qwen3_moe", dtype, (
+        (attn, ("*self_attn*",), float_names),
+        (experts, ("*mlp.experts*",), float_names),
+        *(((attn, ("*mlp.gate",), ("lm_head",)),) if router else ()),
+    ), labels, **kw)
+
+
+CASES: tuple[MsCase, ...] = (
+    _dense("w8a8_llama_fp16_bias", "llama", "float16", W8A8_STATIC, ("W8A8",),
+           module_bound=0.01, fq_bound=0.04, float_bound=0.05),
+    _dense("w8a8_llama_bf16_bias", "llama", "bfloat16", W8A8_STATIC, ("W8A8",),
+           module_bound=0.015, fq_bound=0.045, float_bound=0.05),
+    _dense("w8a8_qwen2_bf16", "qwen2", "bfloat16", W8A8_STATIC, ("W8A8",),
+           module_bound=0.02, fq_bound=0.06, float_bound=0.07),
+    _dense("w8a8_dynamic_llama_fp16", "llama", "float16", W8A8_DYNAMIC, ("W8A8_DYNAMIC",),
+           module_bound=0.025, fq_bound=0.03, float_bound=0.04),
+    _dense("w8a8_dynamic_qwen2_bf16", "qwen2", "bfloat16", W8A8_DYNAMIC, ("W8A8_DYNAMIC",),
+           module_bound=0.025, fq_bound=0.04, float_bound=0.045),
+    _dense("w8a16_llama_bf16", "llama", "bfloat16", W8A16, ("W8A16",), allow_untested=True,
+           module_bound=0.005, fq_bound=0.015, float_bound=0.03),
+    _dense("w8a16_asym_llama_bf16", "llama", "bfloat16", W8A16_ASYM, ("W8A16",),
+           producer_error="expected m1 and m2 to have the same dtype"),
+    _dense("w4a4_dynamic_llama_bf16", "llama", "bfloat16", W4A4_DYNAMIC, ("W4A4_DYNAMIC",),
+           processor="autoround_quant", module_bound=0.005, fq_bound=0.4, float_bound=0.6),
+    _dense("mxfp8_llama_bf16", "llama", "bfloat16", MXFP8, ("W8A8_MXFP8",), target="a5", allow_untested=True,
+           module_bound=0.03, fq_bound=0.09, float_bound=0.14),
+    _dense("w4a8_mxfp_llama_bf16", "llama", "bfloat16", W4A8_MXFP, ("W4A8_MXFP",), target="a5",
+           allow_untested=True, module_bound=0.03, fq_bound=0.09, float_bound=0.4),
+    _dense("mxfp4_llama_bf16", "llama", "bfloat16", MXFP4, ("W4A4_MXFP4",), target="a5", allow_untested=True,
+           module_bound=0.15, fq_bound=0.42, float_bound=0.53),
+    _dense("wfp8afp8_llama_bf16", "llama", "bfloat16", WFP8AFP8, ("WFP8AFP8_DYNAMIC",), target="a5",
+           allow_untested=True, module_bound=0.06, fq_bound=0.12, float_bound=0.12),
+    _moe("w8a8_dynamic_qwen3moe_bf16", "bfloat16", W8A8_DYNAMIC, W8A8_DYNAMIC, ("W8A8_DYNAMIC",),
+         module_bound=0.015, fq_bound=0.065, float_bound=0.07),
+    _moe("w4a8_dynamic_qwen3moe_bf16", "bfloat16", W8A8_DYNAMIC, W4A8_DYNAMIC, ("W8A8_DYNAMIC", "W4A8_DYNAMIC"),
+         module_bound=0.015, fq_bound=0.065, float_bound=0.32),
+    _moe("w8a8_dynamic_qwen3moe_fp16", "float16", W8A8_DYNAMIC, W8A8_DYNAMIC, ("W8A8_DYNAMIC",),
+         module_bound=0.015, fq_bound=0.05, float_bound=0.06),
+    _moe("quantized_router_qwen3moe_bf16", "bfloat16", W8A8_DYNAMIC, W8A8_DYNAMIC, ("W8A8_DYNAMIC",),
+         router=True, rejects="plan.quantized_router"),
+)
+
+BY_ID: dict[str, MsCase] = {c.id: c for c in CASES}

@@ -1,0 +1,199 @@
+"""msModelSlim as the oracle: its own CPU exports validated, planned, loaded and run.
+
+Each case of ``ms_cases.py`` was exported by msModelSlim 26.1.0 itself (``make producers``),
+which also recorded the logits of the float model and of its own fake-quantized model (its
+simulation of the scheme, built from the modules its saver was handed). quantspec must validate
+the export, plan it on every generation, load it on the cpu emulation and match msModelSlim's
+simulation within the case's tight bound (and the float model within a loose one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import quantspec
+from quantspec.cli.main import main as cli
+from quantspec.runtime.testing.metrics import LogitStats, logit_stats
+from quantspec.vocab import NpuGen
+from tests.producers.conftest import require_export
+from tests.producers.ms_cases import CASES, MsCase
+
+PRODUCER = "msmodelslim"
+EXPORTED = [c for c in CASES if c.producer_error is None]
+LOADED = [c for c in EXPORTED if c.rejects is None]
+
+
+def _ids(cases: list[MsCase]) -> list[str]:
+    return [c.id for c in cases]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One case loaded by quantspec, compared with msModelSlim's own references."""
+
+    vs_fakequant: LogitStats
+    vs_float: LogitStats
+    fakequant_vs_float: LogitStats
+    #: module -> relative L2 error of its output against msModelSlim's module (same activations).
+    modules: dict[str, float]
+    #: module -> relative L2 error of the weight it applies against the producer's.
+    weights: dict[str, float]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@torch.no_grad()
+def _applied_weight(module: torch.nn.Module, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """The ``[N, K]`` weight a loaded module applies, probed with one-hot rows (bias removed)."""
+    return (module(torch.eye(k, dtype=dtype)).float() - module(torch.zeros(1, k, dtype=dtype)).float()).t()
+
+
+def _producer_weight(case: MsCase, name: str, probes: dict[str, torch.Tensor], export: Path) -> torch.Tensor:
+    """msModelSlim's weight for ``name``: probed from its own module, except for WFP8AFP8, whose
+    module keeps the weight off the E4M3 grid it exports (the file's ``weight * weight_scale``)."""
+    if case.labels == ("WFP8AFP8_DYNAMIC",):
+        t = load_file(str(export / "quant_model_weights.safetensors"))
+        return t[name + ".weight"].float() * t[name + ".weight_scale"].float()
+    return probes[name + ".w"]
+
+
+@cache
+def run(case_id: str) -> Result:
+    """Load a case's export with quantspec, install it into a transformers model and compare."""
+    case = next(c for c in CASES if c.id == case_id)
+    root = require_export(PRODUCER, case.id)
+    ref = load_file(str(root / "reference.safetensors"))
+    probes = load_file(str(root / "probes.safetensors"))
+    export = root / "export"
+    dtype = getattr(torch, case.dtype)
+    qm = quantspec.load_quantized(export, device="cpu", target=case.target, allow_untested=case.allow_untested,
+                                  progress=False)
+    modules: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    with torch.no_grad():
+        for key in probes:
+            name, _, what = key.rpartition(".")
+            module = qm.modules.get(name)
+            if module is None:  # MoE experts run as groups: covered by the logits
+                continue
+            if what == "x":
+                modules[name] = _rel(module(probes[key].to(dtype)).float(), probes[name + ".y"])
+            elif what == "w":
+                w = _producer_weight(case, name, probes, export)
+                weights[name] = _rel(_applied_weight(module, w.shape[1], dtype), w)
+    config = AutoConfig.from_pretrained(export)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]
+    qm.install(model)
+    model.train(False)
+    with torch.no_grad():
+        out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
+    return Result(logit_stats(out, ref["fakequant_logits"]), logit_stats(out, ref["float_logits"]),
+                  logit_stats(ref["fakequant_logits"], ref["float_logits"]), modules, weights)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.producer_error], ids=lambda c: c.id)
+def test_producer_failure_is_the_recorded_one(case: MsCase) -> None:
+    """A case msModelSlim cannot export on CPU fails with the error docs/e2e.md lists."""
+    root = require_export(PRODUCER, case.id)
+    error = (root / "ERROR.txt").read_text() if (root / "ERROR.txt").is_file() else "(it exported)"
+    assert case.producer_error is not None and case.producer_error in error, error.splitlines()[0]
+
+
+@pytest.mark.parametrize("case", EXPORTED, ids=_ids(EXPORTED))
+def test_export_carries_the_recipe_labels(case: MsCase) -> None:
+    root = require_export(PRODUCER, case.id)
+    assert not (root / "ERROR.txt").exists(), (root / "ERROR.txt").read_text()
+    desc = json.loads((root / "export" / "quant_model_description.json").read_text())
+    labels = {v for k, v in desc.items() if k.endswith(".weight")}
+    assert set(case.labels) <= labels, labels
+    assert desc["version"] == "1.0.0"
+
+
+@pytest.mark.parametrize("case", EXPORTED, ids=_ids(EXPORTED))
+def test_validate_is_clean(case: MsCase, capsys: pytest.CaptureFixture[str]) -> None:
+    export = require_export(PRODUCER, case.id) / "export"
+    code = cli(["validate", str(export)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "result: valid" in out
+
+
+@pytest.mark.parametrize("case", EXPORTED, ids=_ids(EXPORTED))
+def test_plans_on_every_generation(case: MsCase) -> None:
+    """Every generation gives a total plan; the case's own target accepts it (or rejects as expected)."""
+    export = require_export(PRODUCER, case.id) / "export"
+    for gen in NpuGen:
+        plan = quantspec.plan(export, target=gen, allow_untested=case.allow_untested)
+        assert plan.layers, gen
+        if gen.value != case.target:
+            continue
+        codes = {r.code.value for layer in plan.layers for r in layer.reasons}
+        if case.rejects is None:
+            assert plan.accepted, [(lay.name, [r.message for r in lay.reasons]) for lay in plan.layers if lay.reasons]
+        else:
+            assert not plan.accepted and case.rejects in codes, codes
+
+
+#: The weight a loaded module applies against msModelSlim's: bf16 output rounding only.
+WEIGHT_BOUND = 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", LOADED, ids=_ids(LOADED))
+def test_weights_are_the_producers(case: MsCase) -> None:
+    """Every dynamic or weight-only module applies msModelSlim's weight (exact decode)."""
+    weights = run(case.id).weights
+    if case.labels != ("W8A8",):  # static per-tensor activations cannot be probed one-hot
+        assert weights, "no probed module"
+    worst = max(weights.items(), key=lambda kv: kv[1], default=("-", 0.0))
+    assert worst[1] <= WEIGHT_BOUND, worst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", LOADED, ids=_ids(LOADED))
+def test_modules_match_msmodelslims_on_real_activations(case: MsCase) -> None:
+    modules = run(case.id).modules
+    assert modules, "no probed module"
+    worst = max(modules.items(), key=lambda kv: kv[1])
+    assert worst[1] <= case.module_bound, worst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", LOADED, ids=_ids(LOADED))
+def test_logits_match_msmodelslims_own_simulation(case: MsCase) -> None:
+    result = run(case.id)
+    assert result.vs_fakequant.rel_err <= case.fq_bound, str(result.vs_fakequant)
+    assert result.vs_float.rel_err <= case.float_bound, str(result.vs_float)
+
+
+def table() -> str:
+    """The docs/e2e.md producer table (``python -m tests.producers.test_msmodelslim``)."""
+    rows = ["| case | model, dtype | labels | target | result | weights | modules (bound) "
+            "| logits vs msModelSlim (bound) | logits vs float (bound) |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in CASES:
+        head = f"| `{c.id}` | {c.arch}, {c.dtype} | {', '.join(c.labels)} | {c.target} |"
+        if c.producer_error:
+            rows.append(f"{head} msModelSlim fails on CPU: `{c.producer_error}` | | | | |")
+        elif c.rejects:
+            rows.append(f"{head} plan rejects: `{c.rejects}` | | | | |")
+        else:
+            r = run(c.id)
+            w = f"{max(r.weights.values()):.4f}" if r.weights else "-"
+            rows.append(f"{head} accepted, loaded | {w} | {max(r.modules.values()):.4f} ({c.module_bound}) "
+                        f"| {r.vs_fakequant.rel_err:.4f} ({c.fq_bound}) | {r.vs_float.rel_err:.4f} ({c.float_bound}) |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())
