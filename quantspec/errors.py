@@ -58,6 +58,8 @@ class Code(StrEnum):
     FORMAT_CONFLICT = "format.sources_disagree"
     FORMAT_INVALID_PATTERN = "format.invalid_pattern"
     FORMAT_NOTE = "format.note"
+    #: A description the engines do not read under its name (``quant_model_description_<type>.json``).
+    FORMAT_MISNAMED = "format.misnamed_description"
 
     # tensors / safetensors / gguf
     TENSOR_HEADER = "tensor.bad_header"

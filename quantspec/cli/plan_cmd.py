@@ -58,4 +58,6 @@ def _run(args: argparse.Namespace) -> int:
         write_out(render_table(result, args.model_dir))
     if result.findings and args.fmt == "table":
         print_reasons(result.findings, prefix="note")
-    return EXIT_FINDINGS if rejected_count(result) else EXIT_OK
+    if result.rejections and args.fmt == "table":
+        print_reasons(result.rejections, prefix="rejected")
+    return EXIT_FINDINGS if rejected_count(result) or result.rejections else EXIT_OK

@@ -1,4 +1,4 @@
-"""``quantspec validate DIR [--json]``: check a checkpoint's quantization description.
+"""``quantspec validate DIR [--json] [--fix]``: check a checkpoint's quantization description.
 
 Reports every problem at once, each with its code, file, JSON pointer and hint. Exit codes:
 0 clean (notes only), 1 findings (schema errors, unsupported formats, disagreements, unknown
@@ -30,6 +30,10 @@ def register(sub: Any) -> None:
                                    "(exit 0 clean, 1 findings, 2 unreadable input).")
     p.add_argument("model_dir", metavar="DIR", help="model folder (or Diffusers pipeline folder)")
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    p.add_argument("--fix", action="store_true",
+                   help="make the mechanical repairs first (rename quant_model_description_<type>.json, move a "
+                        "shadowing quantization_config out of config.json), keeping a backup; weights are "
+                        "never touched")
     p.set_defaults(func=_run)
 
 
@@ -56,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     root = require_dir(Path(args.model_dir))
     components = pipeline_components(root)
     targets = list(components.values()) if components else [root]
+    if args.fix:
+        _fix(targets, quiet=args.json)
     reports = [validate_dir(t) for t in targets]
     status: int = max(int(r["status"]) for r in reports)
     if args.json:
@@ -70,6 +76,19 @@ def _run(args: argparse.Namespace) -> int:
     for r in reports:
         write_out(_render(r))
     return status
+
+
+def _fix(targets: list[Path], *, quiet: bool) -> None:
+    from quantspec.repair import apply_repairs, find_repairs
+
+    for target in targets:
+        repairs = find_repairs(target)
+        backup = apply_repairs(target, repairs)
+        if not quiet:
+            for r in repairs:
+                write_out(f"fixed: {r.render()}\n")
+            if backup is not None:
+                write_out(f"backup of the changed files: {backup}\n")
 
 
 def _render(report: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 Precedence (first found wins; the others are still read and compared):
 
-1. ``quant_model_description.json`` at the model root (ModelSlim);
+1. ``quant_model_description.json`` at the model root (ModelSlim); without it, an older export's
+   ``quant_model_description_<type>.json`` is read, with a blocking ``format.misnamed_description``
+   finding (the engines read only the canonical name);
 2. ``config.json``: a top-level MLX ``quantization`` object (rejected by name), then
    ``quantization_config``, ``text_config.quantization_config`` and the legacy
    ``compression_config`` (old llm-compressor);
@@ -85,6 +87,8 @@ class Detection(BaseModel):
     conflicts: tuple[Reason, ...] = ()
     #: True for a Diffusers pipeline folder (``model_index.json``); see :func:`pipeline_components`.
     pipeline: bool = False
+    #: The chosen description is under a name the engines do not read (``format.misnamed_description``).
+    misnamed: tuple[Reason, ...] = ()
 
 
 def require_dir(model_dir: Path) -> Path:
@@ -156,6 +160,11 @@ def find_sources(model_dir: Path) -> tuple[list[Source], dict[str, Any]]:
     desc = model_dir / modelslim.FILENAME
     if (desc.exists() or desc.is_symlink()) and rd.load(modelslim.FILENAME) is not None:
         sources.append(Source(kind=SourceKind.DESCRIPTION, file=modelslim.FILENAME))
+    else:
+        # Older msModelSlim exports and MindIE name it quant_model_description_<type>.json.
+        for other in sorted(model_dir.glob(modelslim.MISNAMED_GLOB)):
+            if rd.load(other.name) is not None:
+                sources.append(Source(kind=SourceKind.DESCRIPTION, file=other.name))
     config = rd.load(CONFIG)
     if config is not None and not isinstance(config, Mapping):
         rd.errors.append(reason(Code.FORMAT_WRONG_TYPE, "config.json must be a JSON object",
@@ -273,8 +282,22 @@ def detect_with_files(model_dir: Path) -> tuple[Detection, dict[str, Any]]:
     det = Detection(
         model_dir=str(model_dir), sources=tuple(sources), chosen=chosen, format=family, unsupported=name,
         conflicts=tuple(_conflicts(model_dir, sources, chosen, files)),
+        misnamed=tuple(_misnamed(model_dir, chosen)),
     )
     return det, files
+
+
+def _misnamed(model_dir: Path, chosen: Source) -> list[Reason]:
+    """The engines read only ``quant_model_description.json``: any other name is a blocking finding."""
+    if chosen.kind is not SourceKind.DESCRIPTION or chosen.file == modelslim.FILENAME:
+        return []
+    return [reason(
+        Code.FORMAT_MISNAMED,
+        f"the msModelSlim description is named {chosen.file}: vLLM-Ascend and SGLang read only "
+        f"{modelslim.FILENAME} and would load this checkpoint as unquantized (then fail on its int8 tensors)",
+        file=str(model_dir / chosen.file),
+        hint=f"rename it to {modelslim.FILENAME} (`quantspec validate DIR --fix` does, keeping a backup)",
+    )]
 
 
 def detect(model_dir: Path) -> Detection:

@@ -39,6 +39,8 @@ from quantspec.vocab import (
 )
 
 FILENAME = "quant_model_description.json"
+#: Older msModelSlim exports and MindIE: ``quant_model_description_<type>.json`` (read by no engine).
+MISNAMED_GLOB = "quant_model_description_*.json"
 
 #: Label that keeps a tensor unquantized.
 FLOAT_LABEL = "FLOAT"
@@ -82,6 +84,15 @@ class ModelSlimDescription(RawModel):
     # injected by vLLM-Ascend's compressed-tensors W4A8 adapter; seen in dumped descriptions
     ascend_quant_method: str | None = None
     weight_strategy: str | None = None
+    # settings that msModelSlim's example scripts append to the header (producer settings, read
+    # by no engine): reported as notes
+    co_sparse: bool | None = None
+    do_smooth: bool | None = None
+    use_sigma: bool | None = None
+    sigma_factor: float | None = None
+    is_lowbit: bool | None = None
+    mm_tensor: bool | None = None
+    open_outlier: bool | None = None
 
     def tensor_entries(self) -> dict[str, Any]:
         """The per-tensor entries (every key the model does not declare), in file order."""
@@ -90,6 +101,9 @@ class ModelSlimDescription(RawModel):
 
 #: Header keys (the declared fields); everything else is a tensor entry.
 HEADER_KEYS: tuple[str, ...] = tuple(ModelSlimDescription.model_fields)
+#: Producer settings msModelSlim's example scripts write into the header (notes, not errors).
+PRODUCER_SETTINGS: tuple[str, ...] = ("co_sparse", "do_smooth", "use_sigma", "sigma_factor", "is_lowbit",
+                                      "mm_tensor", "open_outlier")
 
 _INT8_CHANNEL = {"element": ElementType.INT8, "bits": 8, "granularity": Granularity.CHANNEL}
 _TOKEN_INT8 = ActQuant(element=ElementType.INT8, bits=8, dynamic=True, granularity=Granularity.TOKEN)
@@ -246,6 +260,12 @@ def _normalise(
         value = getattr(raw, key)
         if value is not None:  # null means absent (vLLM-Ascend's `!= ""` test is fooled by null)
             extras[key] = value
+    settings = [k for k in PRODUCER_SETTINGS if getattr(raw, k) is not None]
+    if settings:
+        findings.append(reason(
+            Code.FORMAT_NOTE, f"producer settings in the header ({', '.join(settings)}): msModelSlim's example "
+            "scripts write them; no engine reads them", file=file, where=_ptr(prefix, settings[0]),
+        ))
     declared: list[str] = []
     specs: dict[str, QuantSpec | None] = {}
     #: type label -> its modules in file order, and the pointer of its first entry

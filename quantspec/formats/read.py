@@ -75,8 +75,8 @@ def read_description(model_dir: Path, *, quantization: str | None = None) -> Che
         # report the disagreements too: "every problem at once"
         raise InvalidCheckpoint([*exc.reasons, *det.conflicts]) from None
     desc = _apply_request(desc, det, quantization, model_dir)
-    if det.conflicts:
-        desc = desc.model_copy(update={"findings": (*det.conflicts, *desc.findings)})
+    if det.conflicts or det.misnamed:
+        desc = desc.model_copy(update={"findings": (*det.misnamed, *det.conflicts, *desc.findings)})
     return desc
 
 

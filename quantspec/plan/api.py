@@ -19,6 +19,10 @@ from quantspec.vocab import Domain, FormatFamily, NpuGen, Status
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 
+#: Findings about the inputs that reject the whole plan (:attr:`Plan.rejections`).
+BLOCKING = frozenset({Code.FORMAT_MISNAMED})
+
+
 def policy_for(allow_untested: bool) -> PlanPolicy:
     """The planning policy: supported cells only, or also untested / in-progress ones."""
     statuses = (Status.SUPPORTED, Status.UNTESTED, Status.IN_PROGRESS) if allow_untested else (Status.SUPPORTED,)
@@ -154,9 +158,11 @@ def _assemble(*, gen: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix
               domain: Domain, main: PlanComponent | None, comps: list[PlanComponent], layers: list[PlannedLayer],
               findings: list[Reason], version: str) -> Plan:
     frozen = tuple(layers)
+    blocking = tuple(r for r in findings if r.code in BLOCKING)
+    findings = [r for r in findings if r.code not in BLOCKING]
     return Plan.model_construct(
         plan_version=PLAN_VERSION, quantspec_version=version, matrix_version=matrix.matrix_version, target=gen, tp=tp,
         format=fmt, source=source, domain=domain, model_type=main.model_type if main else None,
         model_dtype=main.model_dtype if main else None, policy=policy, components=tuple(comps), layers=frozen,
-        findings=tuple(findings), summary=summarize(frozen),
+        findings=tuple(findings), rejections=blocking, summary=summarize(frozen),
     )

@@ -144,12 +144,15 @@ class Plan(_Frozen):
     layers: tuple[PlannedLayer, ...]
     #: Findings about the inputs (description notes, stray files); they do not reject layers.
     findings: tuple[Reason, ...] = ()
+    #: Problems of the checkpoint as a whole that no engine gets past (a description under a name
+    #: the engines do not read); any of them rejects the plan, whatever its layers say.
+    rejections: tuple[Reason, ...] = ()
     summary: PlanSummary
 
     @property
     def accepted(self) -> bool:
-        """True when every layer is accepted."""
-        return self.summary.rejected == 0
+        """True when every layer is accepted and nothing rejects the checkpoint as a whole."""
+        return self.summary.rejected == 0 and not self.rejections
 
     def rejected_layers(self) -> tuple[PlannedLayer, ...]:
         """The rejected layers."""

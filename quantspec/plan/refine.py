@@ -45,6 +45,7 @@ def refine(quant: QuantSpec | None, family: FormatFamily, module: str, params: P
     if (quant.scheme is SchemeId.W4A8_DYNAMIC and not (w.group_size and w.group_size > 0) and second is not None
             and weight is not None and len(second.shape) == 2 and second.shape[1] > 0):
         k, ng = weight.shape[-1], second.shape[1]
+        # ng == 1 is one group of K: per channel, the second-level scale folded into weight_scale.
         if ng > 1 and k % ng == 0:
             group = k // ng
             w = w.model_copy(update={"group_size": group, "granularity": Granularity.GROUP})

@@ -132,10 +132,10 @@ MS_INT4X2 = (_r("weight", E, ("N/2", "K"), "int8"), _r("weight_scale", FL, ("N",
 MS_W4A8_MOE_EXTRA = (
     _r("scale_bias", FL, ("N", 1), required=False, moe_group="w13"),
     _r("scale_bias", FL, ("N", 16), required=False, moe_group="w2"),
-    _r("weight_scale_second", FL, ("N", "ng"), grouped_only=True),
-    # msModelSlim's old API writes the second-level offset as int64 (zeros for symmetric weights).
-    _r("weight_offset_second", E, ("N", "ng"), "float16", "bfloat16", "float32", "int64", required=False,
-       grouped_only=True),
+    # msModelSlim's old API (safe_tensor) writes a second-level scale [N, K/G] (G = K: [N, 1]) and
+    # an int64 second-level offset (zeros: W4A8 weights are symmetric); both are read when present.
+    _r("weight_scale_second", FL, ("N", "ng"), required=False),
+    _r("weight_offset_second", E, ("N", "ng"), "float16", "bfloat16", "float32", "int64", required=False),
 )
 MX8 = (_r("weight", E, ("N", "K"), "float8_e4m3fn"), _r("weight_scale", E, ("N", "ceil(K/32)"), "uint8"), BIAS)
 MX4 = (_r("weight", E, ("N", "K/2"), "uint8"), _r("weight_scale", E, ("N", "ceil(K/32)"), "uint8"), BIAS)
@@ -226,7 +226,7 @@ _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4X2, roles=MS_INT4X2, kernels=K_MOE_
 # What W4A8Experts does (runtime/moe/groups_int4.py): int4 values per expert, repacked 8 per int32
 # along N, scales (folding weight_scale_second when grouped) as int64 fp32 bits [E, G, N].
 _T_W4A8 = ("repack int4 8-per-int32 along N to [E, K, N/8] (npu_convert_weight_to_int4pack)",
-           "scale (x weight_scale_second when grouped) as int64 fp32 bits [E, G, N] (G = 1 per channel)")
+           "scale (x weight_scale_second when present) as int64 fp32 bits [E, G, N] (G = 1 per channel)")
 _add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4X2, roles=(*MS_INT4X2, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
      n_from="s0*2", transforms=("unpack int4 pairs along N", *_T_W4A8, "sum scale_bias over this rank's TP slices"),
      loaded=LD_W4A8)

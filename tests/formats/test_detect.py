@@ -172,3 +172,23 @@ def test_conflicts_reported_with_fatal_errors(make_model: MakeDir) -> None:
     with pytest.raises(InvalidCheckpoint) as exc2:
         read_description(root2)
     assert [r.code for r in exc2.value.reasons] == [Code.FORMAT_MISSING_FIELD, Code.FORMAT_CONFLICT]
+
+
+def test_misnamed_description_is_read_and_flagged(make_model: MakeDir) -> None:
+    """Older exports name it quant_model_description_<type>.json: read, with a blocking finding."""
+    root = make_model({"quant_model_description_w8a8.json": MS, "config.json": {"model_type": "llama"}})
+    det = detect(root)
+    assert det.chosen is not None and det.chosen.file == "quant_model_description_w8a8.json"
+    desc = read_description(root)
+    assert desc.format is FormatFamily.MODELSLIM
+    [misnamed] = [f for f in desc.findings if f.code is Code.FORMAT_MISNAMED]
+    assert misnamed.message == (
+        "the msModelSlim description is named quant_model_description_w8a8.json: vLLM-Ascend and SGLang read only "
+        "quant_model_description.json and would load this checkpoint as unquantized (then fail on its int8 tensors)")
+    assert misnamed.hint == ("rename it to quant_model_description.json (`quantspec validate DIR --fix` does, "
+                             "keeping a backup)")
+
+
+def test_canonical_description_wins_over_a_misnamed_one(make_model: MakeDir) -> None:
+    root = make_model({"quant_model_description.json": MS, "quant_model_description_w8a8.json": MS})
+    assert not [f for f in read_description(root).findings if f.code is Code.FORMAT_MISNAMED]

@@ -58,7 +58,7 @@ def _float_model(case: MsCase, out: Path) -> Any:
     import transformers as tf
 
     common: dict[str, Any] = {
-        "vocab_size": 320, "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "vocab_size": 320, "hidden_size": case.hidden, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 128, "torch_dtype": case.dtype,
         "tie_word_embeddings": False,
     }
@@ -69,7 +69,7 @@ def _float_model(case: MsCase, out: Path) -> Any:
         cfg = tf.Qwen2Config(intermediate_size=256, **common)
         cls = tf.Qwen2ForCausalLM
     elif case.arch == "qwen3_moe":
-        cfg = tf.Qwen3MoeConfig(intermediate_size=256, moe_intermediate_size=128, num_experts=4,
+        cfg = tf.Qwen3MoeConfig(intermediate_size=256, moe_intermediate_size=case.moe_intermediate, num_experts=4,
                                 num_experts_per_tok=2, head_dim=32, decoder_sparse_step=1, norm_topk_prob=True,
                                 **common)
         cls = tf.Qwen3MoeForCausalLM
@@ -193,6 +193,51 @@ def _effective_weights(modules: dict[str, torch.nn.Module]) -> dict[str, torch.T
     return out
 
 
+#: Files a user copies next to an old-API export (it writes only the description and weights).
+_MODEL_FILES = ("config.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+                "special_tokens_map.json")
+
+
+def _old_api(case: MsCase, model: Any, float_dir: Path, export: Path, ids: torch.Tensor) -> None:
+    """The old API (``Calibrator``/``QuantConfig``, ``save_type=["safe_tensor"]``), layers outside the
+    MoE experts disabled, as the W4A8 MoE recipes do; then the model files copied beside it."""
+    from msmodelslim.pytorch.llm_ptq.llm_ptq_tools import Calibrator, QuantConfig
+
+    keep = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+            and (n == "lm_head" or (case.arch == "qwen3_moe" and "experts" not in n))]
+    cfg = QuantConfig(dev_type="cpu", disable_names=keep, **dict(case.old_config))
+    calib = Calibrator(copy.deepcopy(model), cfg, calib_data=[[ids]], disable_level="L0")
+    calib.run()
+    calib.save(str(export), save_type=["safe_tensor"])
+    for name in _MODEL_FILES:
+        if (float_dir / name).is_file():
+            shutil.copy2(float_dir / name, export / name)
+
+
+@torch.no_grad()
+def _decoded_model(model: Any, export: Path) -> Any:
+    """The float model with every quantized weight decoded from the export's files (float32),
+    independently of quantspec: ``q * weight_scale`` per channel, times ``weight_scale_second`` per
+    group when present; activations stay float."""
+    dec = copy.deepcopy(model).to(torch.float32)
+    tensors: dict[str, torch.Tensor] = {}
+    for f in sorted(export.glob("*.safetensors")):
+        tensors.update(load_file(str(f)))
+    state = dec.state_dict()
+    for name, q in tensors.items():
+        if not name.endswith(".weight") or q.dtype != torch.int8:
+            continue
+        module = name[: -len(".weight")]
+        w = q.to(torch.float32)
+        if module + ".weight_scale_second" in tensors:
+            s2 = tensors[module + ".weight_scale_second"].to(torch.float32)
+            w = (w.reshape(w.shape[0], s2.shape[1], -1) * s2.unsqueeze(-1)).reshape(w.shape)
+        w = w * tensors[module + ".weight_scale"].to(torch.float32).reshape(-1, 1)
+        state[name] = w
+    dec.load_state_dict(state)
+    return dec
+
+
 def run_case(case: MsCase, root: Path) -> None:
     """Export one case under ``root / case.id`` (replacing what was there)."""
     out = root / case.id
@@ -200,6 +245,18 @@ def run_case(case: MsCase, root: Path) -> None:
     float_dir, export = out / "float", out / "export"
     float_dir.mkdir(parents=True)
     model = _float_model(case, float_dir)
+    if case.api == "old":
+        ids = torch.randint(0, 256, BATCH, generator=torch.Generator().manual_seed(SEED))
+        try:
+            _old_api(case, model, float_dir, export, ids)
+            with torch.no_grad():
+                dec = _decoded_model(model, export)
+                ref = {"input_ids": ids, "decoded_logits": dec(input_ids=ids).logits.float(),
+                       "float_logits": model.to(torch.float32)(input_ids=ids).logits.float()}
+            save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "reference.safetensors"))
+        except Exception as exc:  # recorded for docs/e2e.md, never hidden
+            (out / "ERROR.txt").write_text(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        return
     recipe = out / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(_recipe(case), sort_keys=False))
     capture = _Capture()

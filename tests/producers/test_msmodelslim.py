@@ -10,6 +10,8 @@ simulation within the case's tight bound (and the float model within a loose one
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,14 +23,16 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import quantspec
 from quantspec.cli.main import main as cli
+from quantspec.repair import apply_repairs, find_repairs
 from quantspec.runtime.testing.metrics import LogitStats, logit_stats
 from quantspec.vocab import NpuGen
 from tests.producers.conftest import require_export
 from tests.producers.ms_cases import CASES, MsCase
 
 PRODUCER = "msmodelslim"
-EXPORTED = [c for c in CASES if c.producer_error is None]
+EXPORTED = [c for c in CASES if c.producer_error is None and c.api == "v1"]
 LOADED = [c for c in EXPORTED if c.rejects is None]
+OLD = [c for c in CASES if c.api == "old"]
 
 
 def _ids(cases: list[MsCase]) -> list[str]:
@@ -177,6 +181,72 @@ def test_logits_match_msmodelslims_own_simulation(case: MsCase) -> None:
     assert result.vs_float.rel_err <= case.float_bound, str(result.vs_float)
 
 
+# ----------------------------------------------------------------------------- old API (safe_tensor)
+
+
+@cache
+def fixed_export(case_id: str) -> Path:
+    """An old-API export copied to a temporary folder and repaired as ``validate --fix`` does."""
+    target = Path(tempfile.mkdtemp(prefix=f"quantspec-{case_id}-")) / "export"
+    shutil.copytree(require_export(PRODUCER, case_id) / "export", target)
+    apply_repairs(target, find_repairs(target))
+    return target
+
+
+@cache
+def run_old(case_id: str) -> tuple[LogitStats, LogitStats]:
+    """(vs the weights decoded from the files, vs float) of a repaired old-API export."""
+    case = next(c for c in CASES if c.id == case_id)
+    fixed = fixed_export(case_id)
+    ref = load_file(str(require_export(PRODUCER, case.id) / "reference.safetensors"))
+    qm = quantspec.load_quantized(fixed, device="cpu", target=case.target, progress=False)
+    config = AutoConfig.from_pretrained(fixed)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, case.dtype))  # type: ignore[no-untyped-call]
+    qm.install(model)
+    model.train(False)
+    with torch.no_grad():
+        out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
+    return logit_stats(out, ref["decoded_logits"]), logit_stats(out, ref["float_logits"])
+
+
+@pytest.mark.parametrize("case", OLD, ids=_ids(OLD))
+def test_old_api_export_is_rejected_until_its_description_is_renamed(
+    case: MsCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old API names the description quant_model_description_w4a8_dynamic.json: no engine reads it."""
+    export = require_export(PRODUCER, case.id) / "export"
+    assert (export / "quant_model_description_w4a8_dynamic.json").is_file()
+    plan = quantspec.plan(export, target="a3")
+    assert not plan.accepted
+    assert [r.code.value for r in plan.rejections] == ["format.misnamed_description"]
+    assert cli(["validate", str(export)]) == 1
+    assert "quantspec validate DIR --fix" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", OLD, ids=_ids(OLD))
+def test_old_api_w4a8_after_fix(case: MsCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After ``validate --fix``: the group comes from weight_scale_second (no header group_size) and
+    the int64 offsets are accepted; group 256 loads within the bound of the weights decoded from the
+    files, group 64 is rejected by the grouped A8W4 kernel's rule. Never accepted and mis-decoded."""
+    target = tmp_path / "export"
+    shutil.copytree(require_export(PRODUCER, case.id) / "export", target)
+    assert cli(["validate", str(target), "--fix"]) == 0, capsys.readouterr().out
+    assert (target / ".quantspec-backup").is_dir()
+    plan = quantspec.plan(target, target=case.target)
+    w13 = next(layer for layer in plan.layers if layer.kind.value == "moe_w13")
+    if case.rejects:
+        assert not plan.accepted
+        assert {r.code.value for layer in plan.rejected_layers() for r in layer.reasons} == {case.rejects}
+        assert any("group size 64 inferred from" in w.message for w in w13.warnings)
+        assert "per-group A8W4 needs group size 256, got 64" in w13.reasons[0].message
+        return
+    assert plan.accepted, [(lay.name, [r.message for r in lay.reasons]) for lay in plan.rejected_layers()]
+    vs_decoded, vs_float = run_old(case.id)
+    assert vs_decoded.rel_err <= case.fq_bound, str(vs_decoded)
+    assert vs_float.rel_err <= case.float_bound, str(vs_float)
+
+
 def table() -> str:
     """The docs/e2e.md producer table (``python -m tests.producers.test_msmodelslim``)."""
     rows = ["| case | model, dtype | labels | target | result | weights | modules (bound) "
@@ -185,6 +255,12 @@ def table() -> str:
         head = f"| `{c.id}` | {c.arch}, {c.dtype} | {', '.join(c.labels)} | {c.target} |"
         if c.producer_error:
             rows.append(f"{head} msModelSlim fails on CPU: `{c.producer_error}` | | | | |")
+        elif c.api == "old" and c.rejects:
+            rows.append(f"{head} old API; after `--fix`: rejected, `{c.rejects}` (group 64) | | | | |")
+        elif c.api == "old":
+            dec, flt = run_old(c.id)
+            rows.append(f"{head} old API; after `--fix`: accepted, loaded | - | - | {dec.rel_err:.4f} ({c.fq_bound}) "
+                        f"vs decoded weights | {flt.rel_err:.4f} ({c.float_bound}) |")
         elif c.rejects:
             rows.append(f"{head} plan rejects: `{c.rejects}` | | | | |")
         else:

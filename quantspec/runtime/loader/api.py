@@ -20,7 +20,7 @@ from quantspec.vocab import FormatFamily, LayerKind, NpuGen, SchemeId
 
 def rejection(plan: Plan) -> PlanRejected:
     """Every reason of every rejected layer, as one exception."""
-    reasons: list[Reason] = []
+    reasons: list[Reason] = list(plan.rejections)
     for layer in plan.rejected_layers():
         reasons += [r if r.where else r.model_copy(update={"where": layer.name}) for r in layer.reasons]
     if not reasons:  # a rejected layer always has reasons; keep the error meaningful regardless

@@ -52,7 +52,13 @@ def _scale(ts: TensorSet, quant: QuantSpec, n: int, k: int) -> Tensor:
     if quant.weight.layout == Layout.CT_PACKED:
         return _ct_packed(ts, quant, n, k, 4).scale.t().expand(n, -1).to(torch.float32)
     s = ts.get("weight_scale", FLOAT_DTYPES, [(n, 1), (n,), (n, ng)], finite=True).reshape(n, -1).to(torch.float32)
+    for key in ("weight_offset", "weight_offset_second"):
+        off = ts.optional(key, (*FLOAT_DTYPES, torch.int64), None)
+        if off is not None and bool((off != 0).any()):
+            raise bad_tensor(key, "non-zero offsets (asymmetric int4 weights) are not supported by the A8W4 kernel",
+                             hint="W4A8_DYNAMIC weights are symmetric; re-export with w_sym=True")
     if ts.has("weight_scale_second"):
+        # msModelSlim's old API: scale = weight_scale [N, 1] x weight_scale_second [N, K/G].
         second = ts.get("weight_scale_second", FLOAT_DTYPES, [(n, ng)], finite=True).to(torch.float32)
         s = (s * second).to(torch.float16).to(torch.float32)
     return s

@@ -292,3 +292,29 @@ def test_moe_routing_round_trip() -> None:
     assert torch.equal(ops.npu_swiglu(a), torch.nn.functional.silu(a[:, :4]) * a[:, 4:])
     with _raises("npu_swiglu", "self"):
         ops.npu_swiglu(torch.ones(3, 5))
+
+
+def _a8w4_call(scale_shape: tuple[int, ...], k: int) -> None:
+    import torch
+
+    from quantspec.runtime import numerics as nm
+    from quantspec.runtime.ops import get_ops
+
+    ops, n, e = get_ops("cpu"), 16, 1
+    x = torch.randint(-8, 8, (4, k), dtype=torch.int8)
+    w = torch.stack([ops.npu_convert_weight_to_int4pack(torch.zeros(k, n, dtype=torch.int32))])
+    scale = nm.float_bits_to_int64(torch.full(scale_shape, 0.01))
+    ops.npu_grouped_matmul([x], [w], scale=[scale], bias=[torch.zeros(e, n)], per_token_scale=[torch.ones(4)],
+                           output_dtype=torch.bfloat16, group_list=torch.tensor([4]), group_list_type=1,
+                           group_type=0, split_item=2)
+
+
+def test_a8w4_takes_3d_scales_and_groups_of_256_only() -> None:
+    from quantspec.errors import QuantspecError
+
+    _a8w4_call((1, 1, 16), 512)  # per channel, 3-D
+    _a8w4_call((1, 2, 16), 512)  # groups of 256
+    with pytest.raises(QuantspecError, match="A8W4 needs a 3-D"):
+        _a8w4_call((1, 16), 512)
+    with pytest.raises(QuantspecError, match="groups of 256 along K"):
+        _a8w4_call((1, 8, 16), 512)
