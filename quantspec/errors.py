@@ -76,6 +76,7 @@ class Code(StrEnum):
     PLAN_EXPERT_MISMATCH = "plan.expert_mismatch"
     PLAN_QUANTIZED_EMBEDDING = "plan.quantized_embedding"
     PLAN_QUANTIZED_ROUTER = "plan.quantized_router"
+    PLAN_PRODUCER_DEFECT = "plan.producer_defect"
     PLAN_CONSTRAINT = "plan.kernel_constraint"
     PLAN_TP = "plan.tensor_parallel"
     PLAN_REQUIREMENT = "plan.requirement"

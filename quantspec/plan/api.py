@@ -10,6 +10,8 @@ from typing import Any
 from quantspec._io import read_json
 from quantspec.errors import Code, InvalidInput, Reason, reason
 from quantspec.matrix import SupportMatrix, load_matrix
+from quantspec.plan.defects import Context as DefectContext
+from quantspec.plan.defects import check_defects
 from quantspec.plan.inventory import Inventory, read_inventory
 from quantspec.plan.model import PLAN_VERSION, Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
 from quantspec.plan.planner import Planner, Setting
@@ -78,6 +80,8 @@ def _plan_one(model_dir: Path, *, target: NpuGen, tp: int, policy: PlanPolicy, m
     setting = Setting(desc=desc, matrix=matrix, target=target, tp=tp, policy=policy, domain=dom,
                       model_type=model_type, model_dtype=model_dtype, config=config, component=component)
     layers = Planner(setting, inv).plan()
+    layers, defects = check_defects(DefectContext(desc=desc, config=config, layers=layers))
+    findings += defects
     comp = PlanComponent(name=component or model_dir.name, path=str(model_dir), format=desc.format,
                          source=desc.source, model_type=model_type, model_dtype=model_dtype)
     return comp, layers, findings, dom

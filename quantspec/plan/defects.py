@@ -1,0 +1,124 @@
+"""Known producer defects (``defects.yaml``): data with one checker per id.
+
+A defect is identified from the checkpoint's own metadata (description header, ``config.json``,
+the planned layers' tensors). A ``reject`` defect adds a ``plan.producer_defect`` reason to each
+affected layer; a ``warn`` defect becomes a plan finding. Each message names the producer, what is
+wrong and the fix, so that a user never loads a checkpoint a producer is known to write wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from quantspec.description import CheckpointDescription
+from quantspec.errors import Code, Reason, reason
+from quantspec.plan.model import PlannedLayer
+from quantspec.vocab import FormatFamily, LayerKind
+
+
+class DefectId(StrEnum):
+    """Known producer defects (one checker each)."""
+
+    MSMODELSLIM_OLD_API_DROPS_BUFFERS = "msmodelslim_old_api_drops_buffers"
+    MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE = "msmodelslim_v1_float_model_quant_type"
+
+
+class Defect(BaseModel):
+    """One known producer defect, as ``defects.yaml`` states it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: DefectId
+    producer: str
+    versions: str
+    identify: str
+    problem: str
+    fix: str
+    severity: Literal["reject", "warn"]
+    source: str
+
+
+class DefectTable(BaseModel):
+    """The ``defects.yaml`` file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    defects: tuple[Defect, ...]
+
+
+@lru_cache(maxsize=1)
+def load_defects() -> DefectTable:
+    """The bundled defect table (validated; a test fails on a checker without data or the reverse)."""
+    from quantspec.matrix.load import _load_yaml
+
+    text = resources.files("quantspec.plan").joinpath("defects.yaml").read_text(encoding="utf-8")
+    return DefectTable.model_validate(_load_yaml(text))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a checker may look at: the description, ``config.json`` and the planned layers."""
+
+    desc: CheckpointDescription
+    config: dict[str, Any]
+    layers: list[PlannedLayer]
+
+
+#: A checker returns the names of the affected layers (empty: the defect is absent); ``None``
+#: names the checkpoint as a whole.
+Checker = Callable[[Context], list[str | None]]
+
+
+def _old_api_drops_buffers(ctx: Context) -> list[str | None]:
+    if ctx.desc.format is not FormatFamily.MODELSLIM or ctx.desc.producer_version is not None:
+        return []
+    if ctx.config.get("topk_method") != "noaux_tc":
+        return []
+    return [layer.name for layer in ctx.layers if layer.kind is LayerKind.ROUTER
+            and not any(t.endswith(".e_score_correction_bias") for t in layer.tensors)]
+
+
+def _v1_float_model_quant_type(ctx: Context) -> list[str | None]:
+    extras = ctx.desc.extras
+    if ctx.desc.format is not FormatFamily.MODELSLIM or extras.get("model_quant_type") != "FLOAT":
+        return []
+    labels = {rule.quant.label for rule in ctx.desc.rules if rule.quant is not None}
+    return [None] if labels == {"W4A8_DYNAMIC"} else []
+
+
+CHECKERS: dict[DefectId, Checker] = {
+    DefectId.MSMODELSLIM_OLD_API_DROPS_BUFFERS: _old_api_drops_buffers,
+    DefectId.MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE: _v1_float_model_quant_type,
+}
+
+
+def check_defects(ctx: Context) -> tuple[list[PlannedLayer], list[Reason]]:
+    """The layers with each ``reject`` defect's reason added (and rejected), and the ``warn`` findings."""
+    from quantspec.plan.model import LayerStatus
+
+    by_layer: dict[str, list[Reason]] = {}
+    findings: list[Reason] = []
+    for d in load_defects().defects:
+        for name in CHECKERS[d.id](ctx):
+            r = reason(Code.PLAN_PRODUCER_DEFECT, f"{d.producer} defect {d.id.value}: {d.problem}",
+                       where=name, hint=d.fix)
+            if d.severity == "warn" or name is None:
+                findings.append(r)
+            else:
+                by_layer.setdefault(name, []).append(r)
+    if not by_layer:
+        return ctx.layers, findings
+    out = []
+    for layer in ctx.layers:
+        extra = by_layer.get(layer.name)
+        out.append(layer if not extra else layer.model_copy(update={
+            "status": LayerStatus.REJECTED, "reasons": (*layer.reasons, *extra), "quant": None,
+            "executable": None, "kernels": (), "transforms": (), "bytes_after_load": None}))
+    return out, findings
