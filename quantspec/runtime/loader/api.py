@@ -103,6 +103,9 @@ def load_quantized(
     if not plan.accepted:
         raise rejection(plan)
     check_executable(plan)
+    require_for = getattr(ops, "require_for", None)  # the npu backend: dtypes of this torch_npu build
+    if require_for is not None:
+        require_for(layer.scheme for layer in plan.layers if layer.scheme is not None)
     tp = TensorParallel(rank=tp_rank, size=tp_size)
     comps = _components(plan, root)
     for comp, _ in comps:

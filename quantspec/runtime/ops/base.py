@@ -50,10 +50,20 @@ class Ops(Protocol):
     """The torch_npu operators the runtime uses (same names and keywords as torch_npu)."""
 
     backend: Backend
-    #: Values to pass for the torch_npu logical dtypes.
-    float8_e8m0fnu: int
-    float4_e2m1fn_x2: int
-    int4: int
+
+    # Values to pass for the torch_npu logical dtypes (read-only: the npu backend reads them from
+    # torch_npu when used, since older builds lack them).
+    @property
+    def float8_e8m0fnu(self) -> int:
+        """The E8M0 scale dtype code to pass to kernels."""
+
+    @property
+    def float4_e2m1fn_x2(self) -> int:
+        """The packed FP4 dtype code to pass to kernels."""
+
+    @property
+    def int4(self) -> int:
+        """The int4 dtype code to pass to kernels."""
 
     def transpose_weight(self, weight: Tensor) -> Tensor:
         """``weight.transpose(-1, -2)``: an ``[..., N, K]`` checkpoint weight as the ``[..., K, N]``

@@ -158,3 +158,25 @@ def test_only_npu_module_imports_torch_npu() -> None:
             if any(n.split(".")[0] == "torch_npu" for n in names):
                 offenders.append(path.relative_to(root).as_posix())
     assert set(offenders) <= {"runtime/ops/npu.py"}, offenders
+
+
+def test_older_torch_npu_runs_int8_and_refuses_mx_naming_the_version() -> None:
+    """Builds without float8_e8m0fnu / float4_e2m1fn_x2 / int4 still run the int8 schemes."""
+    from quantspec.errors import BackendUnavailable
+    from quantspec.runtime.ops.npu import NpuOps
+    from quantspec.vocab import SchemeId
+
+    mod = fake_torch_npu([])
+    for name in ("float8_e8m0fnu", "float4_e2m1fn_x2", "int4"):
+        delattr(mod, name)
+    mod.__version__ = "2.5.1"  # type: ignore[attr-defined]
+    ops = NpuOps(mod)
+    ops.require_for([SchemeId.W8A8_DYNAMIC, SchemeId.W8A8_STATIC, SchemeId.W4A8_DYNAMIC])
+    with pytest.raises(BackendUnavailable) as exc:
+        ops.require_for([SchemeId.W8A8_DYNAMIC, SchemeId.W4A4_MXFP4])
+    assert exc.value.reasons[0].message == (
+        "torch_npu 2.5.1 has no torch_npu.float4_e2m1fn_x2, torch_npu.float8_e8m0fnu, which w4a4_mxfp4 pass to "
+        "their kernels")
+    assert "torch_npu >= 2.9" in (exc.value.reasons[0].hint or "")
+    with pytest.raises(BackendUnavailable):
+        _ = ops.float8_e8m0fnu
