@@ -110,6 +110,19 @@ _KIND_TO_MATRIX: dict[LayerKind, MatrixLayer] = {
 }
 
 
+class ParallelMode(StrEnum):
+    """How a layer is split across tensor-parallel ranks (as the engines build it)."""
+
+    #: Split along N (output features): qkv, gate/up, MoE w13.
+    COLUMN = "column"
+    #: Split along K (input features): o_proj, down_proj, MoE w2.
+    ROW = "row"
+    #: Whole on every rank: routers, attention/KV entries, norms, MLA's down projections.
+    REPLICATED = "replicated"
+    #: Split along the vocabulary (embeddings, lm_head; engines pad it to a multiple of tp).
+    VOCAB = "vocab"
+
+
 class Domain(StrEnum):
     """Model domain: the seed tracks diffusion-model support separately from LLMs."""
 

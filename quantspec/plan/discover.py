@@ -40,6 +40,8 @@ class Naming:
     fused_3d: Mapping[str, str]
     gguf_fused_3d: Mapping[str, str]
     row_parallel: tuple[str, ...]
+    #: Linears replicated under tensor parallelism (module-name suffixes).
+    replicated: tuple[str, ...]
     embeddings: frozenset[str]
     diffusion_embeddings: frozenset[str]
     lm_heads: tuple[str, ...]
@@ -66,6 +68,10 @@ class Naming:
         """Whether a linear splits K (not N) under tensor parallelism."""
         return any(module == s or module.endswith("." + s) for s in self.row_parallel)
 
+    def is_replicated(self, module: str) -> bool:
+        """Whether every tensor-parallel rank holds a linear whole (MLA's down projections)."""
+        return any(module == s or module.endswith("." + s) for s in self.replicated)
+
 
 @lru_cache(maxsize=1)
 def naming() -> Naming:
@@ -86,6 +92,7 @@ def naming() -> Naming:
         fused_3d=dict(moe["fused_3d"]),
         gguf_fused_3d=dict(moe["gguf_fused_3d"]),
         row_parallel=tuple(d["row_parallel"]),
+        replicated=tuple(d["replicated"]),
         embeddings=frozenset(d["embeddings"]),
         diffusion_embeddings=frozenset(d["diffusion_embeddings"]),
         lm_heads=tuple(d["lm_heads"]),

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantspec.description import KVCacheQuant, QuantSpec
 from quantspec.errors import Reason
-from quantspec.vocab import Domain, FormatFamily, LayerKind, NpuGen, SchemeId, Status
+from quantspec.vocab import Domain, FormatFamily, LayerKind, NpuGen, ParallelMode, SchemeId, Status
 
 PLAN_VERSION: Literal[1] = 1
 
@@ -83,6 +83,11 @@ class PlannedLayer(_Frozen):
     #: Logical output / input features (per expert for MoE), and the expert count.
     n: int | None = None
     k: int | None = None
+    #: How tensor parallelism splits the layer, and one rank's N and K (equal to ``n``/``k`` at
+    #: tp 1 and for replicated layers).
+    parallel: ParallelMode | None = None
+    n_local: int | None = None
+    k_local: int | None = None
     #: Fused-module shards (module names) or, for MoE, the projections of this weight group.
     shards: tuple[str, ...] = ()
     #: Expert ids of a MoE weight group.

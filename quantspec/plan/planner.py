@@ -24,7 +24,7 @@ from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer, PlanPolicy
 from quantspec.plan.refine import refine
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, NpuGen, SchemeId, Status
+from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, NpuGen, ParallelMode, SchemeId, Status
 
 #: Layouts whose codes are packed along N (column splits must keep whole words) or along K.
 PACKED_ALONG_N = frozenset({Layout.AWQ_GEMM})
@@ -84,6 +84,9 @@ class Verdict:
     units: int = 1
     weight_dtype: str = ""
     label: str | None = None
+    #: One tensor-parallel rank's N and K (set by ``finish``).
+    n_local: int | None = None
+    k_local: int | None = None
 
 
 class Planner:
@@ -247,6 +250,7 @@ class Planner:
             v.unit_bytes = None if v.spec is not None else v.unit_bytes
             return
         n_local, k_local = self.tp_split(v, row_parallel)
+        v.n_local, v.k_local = n_local, k_local
         if v.entry is not None and v.quant is not None:
             ctx = CheckContext(
                 layer=v.name, kind=v.kind, entry=v.entry, quant=v.quant, n=v.n, k=v.k, n_local=n_local,
@@ -266,10 +270,26 @@ class Planner:
             total += b
         v.unit_bytes = total
 
+    def parallel_mode(self, v: Verdict) -> ParallelMode:
+        """How tensor parallelism splits a layer, as the engines build it."""
+        if v.kind is LayerKind.MOE_W13:
+            return ParallelMode.COLUMN
+        if v.kind is LayerKind.MOE_W2:
+            return ParallelMode.ROW
+        if v.kind in (LayerKind.EMBEDDING, LayerKind.LM_HEAD):
+            return ParallelMode.VOCAB
+        if v.kind is LayerKind.LINEAR:
+            if self.nm.is_replicated(v.name):
+                return ParallelMode.REPLICATED
+            return ParallelMode.ROW if self.nm.is_row_parallel(v.name) else ParallelMode.COLUMN
+        return ParallelMode.REPLICATED
+
     def tp_split(self, v: Verdict, row_parallel: bool) -> tuple[int, int]:
         """Per-rank (N, K) and TP divisibility / group-alignment reasons."""
         tp, n, k = self.s.tp, v.n or 0, v.k or 0
-        if tp == 1 or v.kind in (LayerKind.ROUTER, LayerKind.ATTENTION):
+        if tp == 1 or v.kind in (LayerKind.ROUTER, LayerKind.ATTENTION) or (
+            v.kind is LayerKind.LINEAR and self.nm.is_replicated(v.name)
+        ):
             return n, k
         if v.kind in (LayerKind.EMBEDDING, LayerKind.LM_HEAD):
             return -(-n // tp), k  # vocab-parallel: engines pad the vocabulary
@@ -364,6 +384,9 @@ class Planner:
             kv_cache=kv,
             n=v.n,
             k=v.k,
+            parallel=self.parallel_mode(v),
+            n_local=v.n_local if v.n_local is not None or v.n is None else v.n,
+            k_local=v.k_local if v.k_local is not None or v.k is None else v.k,
             shards=shards,
             experts=experts,
             tensors=tuple(v.tensors),

@@ -229,3 +229,16 @@ def test_mixtral_block_sparse_moe_naming() -> None:
     w2 = kinds[("model.layers.0.block_sparse_moe.experts", "moe_w2")]
     assert w13.shards == ("w1", "w3") and w2.shards == ("w2",) and (w13.n, w13.k) == (64, 64)
     assert kinds[("model.layers.0.block_sparse_moe.gate", "router")].status is LayerStatus.ACCEPTED
+
+
+def test_mla_down_projection_is_replicated_under_tp(tmp_path: Path) -> None:
+    """vLLM builds fused_qkv_a_proj with disable_tp=True: every rank holds it whole."""
+    builder, _ = FIXTURES["deepseek_moe_a3"]
+    plan = quantspec.plan(builder(tmp_path / "ds"), target="a3", tp=8)
+    fused = plan.layer("model.layers.0.self_attn.fused_qkv_a_proj")
+    assert fused.parallel is not None and fused.parallel.value == "replicated"
+    assert (fused.n_local, fused.k_local) == (fused.n, fused.k) == (112, 64)
+    o_proj = plan.layer("model.layers.0.self_attn.o_proj")
+    assert o_proj.parallel is not None and o_proj.parallel.value == "row" and o_proj.k_local == o_proj.k // 8
+    q_b = plan.layer("model.layers.0.self_attn.q_b_proj")
+    assert q_b.parallel is not None and q_b.parallel.value == "column" and q_b.n_local == q_b.n // 8

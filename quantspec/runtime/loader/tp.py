@@ -77,7 +77,10 @@ def parallel_of(kind: LayerKind, module: str) -> Parallel:
     if kind is LayerKind.MOE_W2:
         return Parallel.ROW
     if kind is LayerKind.LINEAR:
-        return Parallel.ROW if naming().is_row_parallel(module) else Parallel.COLUMN
+        nm = naming()
+        if nm.is_replicated(module):
+            return Parallel.REPLICATED
+        return Parallel.ROW if nm.is_row_parallel(module) else Parallel.COLUMN
     return Parallel.REPLICATED
 
 
