@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -206,9 +208,18 @@ def _old_api(case: MsCase, model: Any, float_dir: Path, export: Path, ids: torch
     keep = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
             and (n == "lm_head" or (case.arch == "qwen3_moe" and "experts" not in n))]
     cfg = QuantConfig(dev_type="cpu", disable_names=keep, **dict(case.old_config))
-    calib = Calibrator(copy.deepcopy(model), cfg, calib_data=[[ids]], disable_level="L0")
-    calib.run()
-    calib.save(str(export), save_type=["safe_tensor"])
+    # The old API dumps features.npy into the working directory and refuses it unless it is
+    # private (no group write, nothing for others): run it in a scratch folder with umask 027.
+    cwd, mask = os.getcwd(), os.umask(0o027)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            os.chdir(scratch)
+            calib = Calibrator(copy.deepcopy(model), cfg, calib_data=[[ids]], disable_level="L0")
+            calib.run()
+            calib.save(str(export.resolve()), save_type=["safe_tensor"])
+    finally:
+        os.chdir(cwd)
+        os.umask(mask)
     for name in _MODEL_FILES:
         if (float_dir / name).is_file():
             shutil.copy2(float_dir / name, export / name)
@@ -288,7 +299,7 @@ def run_case(case: MsCase, root: Path) -> None:
 
 
 def main() -> int:
-    root = Path(sys.argv[1])
+    root = Path(sys.argv[1]).resolve()
     ids = sys.argv[2:] or [c.id for c in CASES]
     root.mkdir(parents=True, exist_ok=True)
     for case_id in ids:

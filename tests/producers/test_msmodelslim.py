@@ -215,7 +215,9 @@ def test_old_api_export_is_rejected_until_its_description_is_renamed(
     case: MsCase, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The old API names the description quant_model_description_w4a8_dynamic.json: no engine reads it."""
-    export = require_export(PRODUCER, case.id) / "export"
+    root = require_export(PRODUCER, case.id)
+    assert not (root / "ERROR.txt").exists(), (root / "ERROR.txt").read_text()
+    export = root / "export"
     assert (export / "quant_model_description_w4a8_dynamic.json").is_file()
     plan = quantspec.plan(export, target="a3")
     assert not plan.accepted
