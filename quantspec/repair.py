@@ -4,6 +4,8 @@ Only what users otherwise do by hand, and never a weight file:
 
 - **rename** an older export's ``quant_model_description_<type>.json`` (the msModelSlim old API and
   MindIE write it) to ``quant_model_description.json``, the only name vLLM-Ascend and SGLang read;
+- **extract** a MindIE-format description (the whole per-tensor map in ``config.json``'s
+  ``quantization_config``) to ``quant_model_description.json``;
 - **move aside** a ``quantization_config`` (top level or ``text_config``) of ``config.json`` when a
   msModelSlim description describes the checkpoint: vLLM-Ascend reads ``config.json`` first, so a
   stale one shadows the description.
@@ -36,6 +38,8 @@ class Repair:
     kind: str
     file: str
     detail: str
+    #: Keys inside ``file`` the repair reads (``extract``: the description's place in config.json).
+    path: tuple[str, ...] = ()
 
     def render(self) -> str:
         """One line for the CLI."""
@@ -59,8 +63,17 @@ def find_repairs(model_dir: Path) -> list[Repair]:
             repairs.append(Repair("rename", others[0], f"{others[0]} -> {modelslim.FILENAME}"))
             has_description = True
     config = model_dir / CONFIG
-    if has_description and config.is_file():
-        data = read_json(config, root=model_dir)
+    data = read_json(config, root=model_dir) if config.is_file() else None
+    if not has_description and isinstance(data, dict):
+        for path in _config_pointers(data):
+            value = data[path[0]] if len(path) == 1 else data[path[0]][path[1]]
+            if isinstance(value, dict) and modelslim.looks_like_modelslim(value):
+                # MindIE format: the description itself lives in config.json.
+                repairs.append(Repair("extract", CONFIG, f"config.json {'/'.join(path)} -> {modelslim.FILENAME}",
+                                      path))
+                has_description = True
+                break
+    if has_description and isinstance(data, dict):
         for path in _config_pointers(data):
             repairs.append(Repair("move aside", CONFIG, f"config.json {'/'.join(path)} (it shadows the "
                                   f"msModelSlim description in vLLM-Ascend)"))
@@ -89,6 +102,10 @@ def apply_repairs(model_dir: Path, repairs: list[Repair]) -> Path | None:
     for name in sorted({r.file for r in repairs}):
         shutil.copy2(model_dir / name, backup / name)
     for r in repairs:
+        if r.kind == "extract":
+            data = read_json(model_dir / CONFIG, root=model_dir)
+            value = data[r.path[0]] if len(r.path) == 1 else data[r.path[0]][r.path[1]]
+            write_text_atomic(model_dir / modelslim.FILENAME, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
         if r.kind == "rename":
             # A copy then an atomic rename: the description exists under one name at every moment.
             write_text_atomic(model_dir / modelslim.FILENAME, (model_dir / r.file).read_text(encoding="utf-8"))

@@ -68,3 +68,18 @@ def test_plan_rejects_a_misnamed_description_as_a_whole(tmp_path: Path) -> None:
     assert plan.summary.rejected == 0  # every layer is fine: the name alone rejects it
     assert not plan.accepted
     assert [r.code.value for r in plan.rejections] == ["format.misnamed_description"]
+
+
+def test_mindie_config_description_is_flagged_and_extracted(tmp_path: Path) -> None:
+    """MindIE / msit exports keep the per-tensor map in config.json (vLLM-Ascend #633)."""
+    from quantspec.formats import read_description
+
+    mindie = {"model_type": "qwen2", "quantize": "w8a8", "quantization_config": DESC}
+    root = _folder(tmp_path / "m", {"config.json": mindie})
+    [f] = [f for f in read_description(root).findings if f.code.value == "format.misnamed_description"]
+    assert f.message.startswith("the msModelSlim description is in config.json#quantization_config (MindIE format)")
+    assert [r.kind for r in find_repairs(root)] == ["extract", "move aside"]
+    apply_repairs(root, find_repairs(root))
+    assert json.loads((root / "quant_model_description.json").read_text()) == DESC
+    assert "quantization_config" not in json.loads((root / "config.json").read_text())
+    assert not [f for f in read_description(root).findings if f.code.value == "format.misnamed_description"]

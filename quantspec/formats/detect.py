@@ -282,13 +282,23 @@ def detect_with_files(model_dir: Path) -> tuple[Detection, dict[str, Any]]:
     det = Detection(
         model_dir=str(model_dir), sources=tuple(sources), chosen=chosen, format=family, unsupported=name,
         conflicts=tuple(_conflicts(model_dir, sources, chosen, files)),
-        misnamed=tuple(_misnamed(model_dir, chosen)),
+        misnamed=tuple(_misnamed(model_dir, chosen, family)),
     )
     return det, files
 
 
-def _misnamed(model_dir: Path, chosen: Source) -> list[Reason]:
-    """The engines read only ``quant_model_description.json``: any other name is a blocking finding."""
+def _misnamed(model_dir: Path, chosen: Source, family: FormatFamily | None) -> list[Reason]:
+    """The engines read only ``quant_model_description.json``: any other place is a blocking finding."""
+    if chosen.kind is SourceKind.CONFIG and family is FormatFamily.MODELSLIM:
+        # MindIE-format / msit exports: the whole per-tensor map in config.json (vLLM-Ascend #633).
+        return [reason(
+            Code.FORMAT_MISNAMED,
+            f"the msModelSlim description is in config.json#{chosen.where.lstrip('/')} (MindIE format): "
+            f"vLLM-Ascend and SGLang read only {modelslim.FILENAME} and refuse or mis-detect this checkpoint",
+            file=str(model_dir / chosen.file), where=chosen.where,
+            hint=f"write it to {modelslim.FILENAME} and remove it from config.json (`quantspec validate DIR --fix` "
+                 "does, keeping a backup)",
+        )]
     if chosen.kind is not SourceKind.DESCRIPTION or chosen.file == modelslim.FILENAME:
         return []
     return [reason(
