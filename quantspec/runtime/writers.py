@@ -93,7 +93,8 @@ def modelslim_w8a8_dynamic(w: Tensor, *, model_dtype: torch.dtype) -> dict[str, 
     wf = _f32(w)
     ws = _channel_absmax(wf, 127.0)
     q = torch.clamp(torch.round(wf / ws), -128, 127).to(torch.int8)
-    return {"weight": q, "weight_scale": ws.to(model_dtype), "weight_offset": torch.zeros_like(ws).to(model_dtype)}
+    # msModelSlim's v1 saver writes float32 scales whatever the model dtype.
+    return {"weight": q, "weight_scale": ws, "weight_offset": torch.zeros_like(ws)}
 
 
 def modelslim_w4a4_dynamic(w: Tensor, *, pairs: bool = False) -> dict[str, Tensor]:
@@ -113,7 +114,7 @@ def modelslim_w8a16(w: Tensor, *, model_dtype: torch.dtype) -> dict[str, Tensor]
     s = torch.clamp(hi - lo, min=1e-8) / 255.0
     o = -128.0 - torch.round(lo / s)
     q = torch.clamp(torch.round(wf / s) + o, -128, 127).to(torch.int8)
-    return {"weight": q, "weight_scale": s.to(model_dtype), "weight_offset": o.to(model_dtype)}
+    return {"weight": q, "weight_scale": s, "weight_offset": o}
 
 
 def mx_quantize_fp8(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -156,13 +157,13 @@ def modelslim_mxfp4(w: Tensor) -> dict[str, Tensor]:
 
 
 def modelslim_w8a8_fp8_dynamic(w: Tensor, *, model_dtype: torch.dtype) -> dict[str, Tensor]:
-    """ModelSlim ``W8A8FP8_DYNAMIC``: E4M3 ``weight [N, K]``, float32 ``weight_scale [N, 1]``."""
+    """ModelSlim ``WFP8AFP8_DYNAMIC``: E4M3 ``weight [N, K]``, float32 ``weight_scale``/``weight_offset [N, 1]``."""
     wf = _f32(w)
     ws = _channel_absmax(wf, nm.FP8_E4M3_MAX)
     return {
         "weight": nm.to_fp8_saturating(wf / ws, torch.float8_e4m3fn),
         "weight_scale": ws,
-        "weight_offset": torch.zeros_like(ws).to(model_dtype),
+        "weight_offset": torch.zeros_like(ws),
     }
 
 
