@@ -26,7 +26,7 @@ from quantspec.vocab import FormatFamily, LayerKind
 class DefectId(StrEnum):
     """Known producer defects (one checker each)."""
 
-    MSMODELSLIM_OLD_API_DROPS_BUFFERS = "msmodelslim_old_api_drops_buffers"
+    MSMODELSLIM_DROPS_ROUTER_BUFFERS = "msmodelslim_drops_router_buffers"
     MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE = "msmodelslim_v1_float_model_quant_type"
 
 
@@ -76,10 +76,17 @@ class Context:
 Checker = Callable[[Context], list[str | None]]
 
 
-def _old_api_drops_buffers(ctx: Context) -> list[str | None]:
-    if ctx.desc.format is not FormatFamily.MODELSLIM or ctx.desc.producer_version is not None:
+#: Model types whose routers are noaux_tc (with an ``e_score_correction_bias`` buffer) even when
+#: config.json does not say ``topk_method`` (transformers' DeepSeek-V3 config has no such key).
+NOAUX_TC_MODEL_TYPES = frozenset({"deepseek_v3", "deepseek_v32", "kimi_k2", "glm4_moe"})
+
+
+def _drops_router_buffers(ctx: Context) -> list[str | None]:
+    if ctx.desc.format is not FormatFamily.MODELSLIM:
         return []
-    if ctx.config.get("topk_method") != "noaux_tc":
+    noaux = ctx.config.get("topk_method", "noaux_tc" if ctx.config.get("model_type") in NOAUX_TC_MODEL_TYPES
+                           else None)
+    if noaux != "noaux_tc":
         return []
     return [layer.name for layer in ctx.layers if layer.kind is LayerKind.ROUTER
             and not any(t.endswith(".e_score_correction_bias") for t in layer.tensors)]
@@ -94,7 +101,7 @@ def _v1_float_model_quant_type(ctx: Context) -> list[str | None]:
 
 
 CHECKERS: dict[DefectId, Checker] = {
-    DefectId.MSMODELSLIM_OLD_API_DROPS_BUFFERS: _old_api_drops_buffers,
+    DefectId.MSMODELSLIM_DROPS_ROUTER_BUFFERS: _drops_router_buffers,
     DefectId.MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE: _v1_float_model_quant_type,
 }
 

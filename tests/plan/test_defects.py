@@ -41,8 +41,8 @@ def test_old_api_drops_router_buffers(tmp_path: Path) -> None:
     assert routers and all(r.status is LayerStatus.REJECTED for r in routers)
     [r] = routers[0].reasons
     assert r.code.value == "plan.producer_defect"
-    assert r.message.startswith("msModelSlim defect msmodelslim_old_api_drops_buffers: the old API saves module "
-                                "parameters only, not buffers")
+    assert r.message.startswith("msModelSlim defect msmodelslim_drops_router_buffers: msModelSlim saves module "
+                                "parameters, not buffers")
     assert r.hint is not None and "e_score_correction_bias from the float checkpoint" in r.hint
 
 

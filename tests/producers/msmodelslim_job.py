@@ -75,6 +75,14 @@ def _float_model(case: MsCase, out: Path) -> Any:
                                 num_experts_per_tok=2, head_dim=32, decoder_sparse_step=1, norm_topk_prob=True,
                                 **common)
         cls = tf.Qwen3MoeForCausalLM
+    elif case.arch == "deepseek_v3":
+        # MLA (q/kv LoRA), one dense layer then MoE with a shared expert and a noaux_tc router.
+        cfg = tf.DeepseekV3Config(
+            intermediate_size=256, moe_intermediate_size=case.moe_intermediate, n_routed_experts=4,
+            num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=32,
+            qk_rope_head_dim=16, qk_nope_head_dim=32, v_head_dim=32, n_group=1, topk_group=1,
+            **{k: v for k, v in common.items() if k != "num_key_value_heads"}, num_key_value_heads=4)
+        cls = tf.DeepseekV3ForCausalLM
     else:
         raise ValueError(f"unknown arch {case.arch!r}")
     torch.manual_seed(SEED)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import quantspec
@@ -72,13 +72,14 @@ def _producer_weight(case: MsCase, name: str, probes: dict[str, torch.Tensor], e
 
 
 @cache
-def run(case_id: str) -> Result:
-    """Load a case's export with quantspec, install it into a transformers model and compare."""
+def run(case_id: str, export: Path | None = None) -> Result:
+    """Load a case's export (or a repaired copy of it) with quantspec, install it into a
+    transformers model and compare."""
     case = next(c for c in CASES if c.id == case_id)
     root = require_export(PRODUCER, case.id)
     ref = load_file(str(root / "reference.safetensors"))
     probes = load_file(str(root / "probes.safetensors"))
-    export = root / "export"
+    export = export or root / "export"
     dtype = getattr(torch, case.dtype)
     qm = quantspec.load_quantized(export, device="cpu", target=case.target, allow_untested=case.allow_untested,
                                   progress=False)
@@ -181,6 +182,44 @@ def test_logits_match_msmodelslims_own_simulation(case: MsCase) -> None:
     assert result.vs_float.rel_err <= case.float_bound, str(result.vs_float)
 
 
+# ----------------------------------------------------------------------------- DeepSeek-V3 (v1 saver)
+
+
+@cache
+def restored_deepseek(case_id: str) -> Path:
+    """The DeepSeek-V3 export with the routers' e_score_correction_bias copied from the float
+    checkpoint (the fix the producer-defect finding names), in a temporary folder."""
+    root = require_export(PRODUCER, case_id)
+    target = Path(tempfile.mkdtemp(prefix=f"quantspec-{case_id}-")) / "export"
+    shutil.copytree(root / "export", target)
+    floats = load_file(str(root / "float" / "model.safetensors"))
+    save_file({k: v for k, v in floats.items() if k.endswith("e_score_correction_bias")},
+              str(target / "router_buffers.safetensors"))
+    return target
+
+
+def test_deepseek_v3_export_names_the_dropped_router_buffer_then_loads() -> None:
+    """A DeepSeek-V3 v1 export (W8A8 static attention, W8A8_DYNAMIC dense and shared experts,
+    W4A8_DYNAMIC routed experts): only its routers are rejected, for the producer defect; with the
+    buffer restored every layer is accepted on a3 and the model matches msModelSlim's simulation."""
+    case = next(c for c in CASES if c.arch == "deepseek_v3")
+    plan = quantspec.plan(require_export(PRODUCER, case.id) / "export", target="a3")
+    rejected = plan.rejected_layers()
+    assert rejected and {layer.kind.value for layer in rejected} == {"router"}
+    assert {r.code.value for layer in rejected for r in layer.reasons} == {"plan.producer_defect"}
+    fixed = restored_deepseek(case.id)
+    plan = quantspec.plan(fixed, target="a3")
+    assert plan.accepted
+    labels = {layer.label for layer in plan.layers}
+    assert {"W8A8", "W8A8_DYNAMIC", "W4A8_DYNAMIC"} <= labels
+    attn = plan.layer("model.layers.1.self_attn.fused_qkv_a_proj")
+    assert attn.label == "W8A8" and attn.parallel is not None and attn.parallel.value == "replicated"
+    result = run(case.id, export=fixed)
+    assert max(result.modules.values()) <= case.module_bound
+    assert result.vs_fakequant.rel_err <= case.fq_bound, str(result.vs_fakequant)
+    assert result.vs_float.rel_err <= case.float_bound, str(result.vs_float)
+
+
 # ----------------------------------------------------------------------------- old API (safe_tensor)
 
 
@@ -263,6 +302,12 @@ def table() -> str:
             dec, flt = run_old(c.id)
             rows.append(f"{head} old API; after `--fix`: accepted, loaded | - | - | {dec.rel_err:.4f} ({c.fq_bound}) "
                         f"vs decoded weights | {flt.rel_err:.4f} ({c.float_bound}) |")
+        elif c.arch == "deepseek_v3":
+            r = run(c.id, export=restored_deepseek(c.id))
+            w = f"{max(r.weights.values()):.4f}" if r.weights else "-"
+            rows.append(f"{head} routers rejected: `{c.rejects}` (buffer dropped); with it restored: accepted, "
+                        f"loaded | {w} | {max(r.modules.values()):.4f} ({c.module_bound}) "
+                        f"| {r.vs_fakequant.rel_err:.4f} ({c.fq_bound}) | {r.vs_float.rel_err:.4f} ({c.float_bound}) |")
         elif c.rejects:
             rows.append(f"{head} plan rejects: `{c.rejects}` | | | | |")
         else:
