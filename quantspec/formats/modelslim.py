@@ -191,7 +191,8 @@ def label_spec(label: str, *, version: str | None, group_size: int | None) -> Qu
 #: Labels msModelSlim writes that no NPU scheme of quantspec implements, with the recipe option
 #: that produced them (the hint of the planner's rejection).
 UNMAPPED_HINTS: dict[str, str] = {
-    "W4A16": "msModelSlim's W4A16 (weight-only int4, w_bit=4 a_bit=16) has no ModelSlim path in the engines; "
+    "W4A16": "msModelSlim's W4A16 (old API, w_bit=4 a_bit=16; the v1 saver has no W4A16 handler) has no "
+             "scheme in quantspec yet (vLLM-Ascend runs it for MoE experts: AscendW4A16FusedMoEMethod); "
              "re-quantize with W8A8_DYNAMIC or W4A8_DYNAMIC, or export W4A16 as GPTQ/AWQ",
     "W16A16S": "W16A16S is msModelSlim's sparse weight format (quant_type W16A16S), run by MindIE only",
     "W8A8S": "W8A8S is a sparse-quantization export (co_sparse / quant_type W8A8S), run by MindIE only",

@@ -31,6 +31,7 @@ from quantspec.plan.discover import naming
 from quantspec.plan.model import Plan
 from quantspec.runtime.loader.tp import Parallel, TensorParallel
 from quantspec.runtime.ops.base import Ops
+from quantspec.runtime.schemes.base import LinearScheme
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -168,10 +169,19 @@ class QuantizedModel:
         pending: dict[str, nn.Module] = {}
         for name, module in modules.items():
             target = to_model_name(name)
-            if _get(model, target) is None:
+            existing = _get(model, target)
+            if existing is None:
                 pending[target] = module
-            else:
-                _set(model, target, module, journal)
+                continue
+            if isinstance(module, LinearScheme) and not isinstance(existing, nn.Linear):
+                # Replacing e.g. a transformers MoE router (its forward returns a tuple) with a linear
+                # would break the model at the first forward, far from the cause.
+                raise InvalidInput(reason(
+                    Code.USAGE, f"{target} is a {type(existing).__name__}, not a linear: the quantized "
+                    f"{type(module).__name__} loaded for it cannot replace it", where=target,
+                    hint="the checkpoint quantizes a module the model does not run as a linear (a MoE router?); "
+                         "re-export it float"))
+            _set(model, target, module, journal)
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         for fused, shards in naming().packed_for(model_type).items():
             parents = {n.rpartition(".")[0] for n in pending if n.rpartition(".")[2] in shards}
