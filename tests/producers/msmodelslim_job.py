@@ -233,11 +233,24 @@ def _old_api(case: MsCase, model: Any, float_dir: Path, export: Path, ids: torch
             shutil.copy2(float_dir / name, export / name)
 
 
+class _TokenInt8(torch.nn.Module):
+    """A linear fed per-token symmetric int8 activations (``amax / 127``, round half to even), as
+    the W4A8 kernels quantize them (``npu_dynamic_quant``)."""
+
+    def __init__(self, linear: torch.nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127.0
+        return self.linear(torch.clamp(torch.round(x / scale), -128, 127) * scale)
+
+
 @torch.no_grad()
 def _decoded_model(model: Any, export: Path) -> Any:
     """The float model with every quantized weight decoded from the export's files (float32),
     independently of quantspec: ``q * weight_scale`` per channel, times ``weight_scale_second`` per
-    group when present; activations stay float."""
+    group when present; those layers see per-token int8 activations, as their kernel does."""
     dec = copy.deepcopy(model).to(torch.float32)
     tensors: dict[str, torch.Tensor] = {}
     for f in sorted(export.glob("*.safetensors")):
@@ -254,6 +267,11 @@ def _decoded_model(model: Any, export: Path) -> Any:
         w = w * tensors[module + ".weight_scale"].to(torch.float32).reshape(-1, 1)
         state[name] = w
     dec.load_state_dict(state)
+    for name, q in tensors.items():
+        if name.endswith(".weight") and q.dtype == torch.int8:
+            parent, _, leaf = name[: -len(".weight")].rpartition(".")
+            owner = dec.get_submodule(parent)
+            setattr(owner, leaf, _TokenInt8(getattr(owner, leaf)))
     return dec
 
 

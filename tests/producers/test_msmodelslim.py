@@ -233,8 +233,9 @@ def fixed_export(case_id: str) -> Path:
 
 
 @cache
-def run_old(case_id: str) -> tuple[LogitStats, LogitStats]:
-    """(vs the weights decoded from the files, vs float) of a repaired old-API export."""
+def run_old(case_id: str) -> tuple[LogitStats, LogitStats, float]:
+    """(vs the weights decoded from the files, vs float, median per-token relative error vs the
+    decoded weights) of a repaired old-API export."""
     case = next(c for c in CASES if c.id == case_id)
     fixed = fixed_export(case_id)
     ref = load_file(str(require_export(PRODUCER, case.id) / "reference.safetensors"))
@@ -246,7 +247,15 @@ def run_old(case_id: str) -> tuple[LogitStats, LogitStats]:
     model.train(False)
     with torch.no_grad():
         out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
-    return logit_stats(out, ref["decoded_logits"]), logit_stats(out, ref["float_logits"])
+    dec = ref["decoded_logits"]
+    per_token = ((out - dec).norm(dim=-1) / dec.norm(dim=-1)).flatten()
+    return logit_stats(out, dec), logit_stats(out, ref["float_logits"]), float(per_token.median())
+
+
+#: Median per-token relative logit error of an old-API W4A8 model against its weights decoded from
+#: the files (with the kernel's per-token int8 activations): the model dtype's rounding only
+#: (measured 0.029 in bf16, 0.019 in fp16).
+OLD_TOKEN_BOUND = {"bfloat16": 0.045, "float16": 0.03}
 
 
 @pytest.mark.parametrize("case", OLD, ids=_ids(OLD))
@@ -283,7 +292,9 @@ def test_old_api_w4a8_after_fix(case: MsCase, tmp_path: Path, capsys: pytest.Cap
         assert "per-group A8W4 needs group size 256, got 64" in w13.reasons[0].message
         return
     assert plan.accepted, [(lay.name, [r.message for r in lay.reasons]) for lay in plan.rejected_layers()]
-    vs_decoded, vs_float = run_old(case.id)
+    vs_decoded, vs_float, median = run_old(case.id)
+    # Per token, the decode is tight; over the batch a top-k flip of one token is allowed for.
+    assert median <= OLD_TOKEN_BOUND[case.dtype], median
     assert vs_decoded.rel_err <= case.fq_bound, str(vs_decoded)
     assert vs_float.rel_err <= case.float_bound, str(vs_float)
 
@@ -299,9 +310,10 @@ def table() -> str:
         elif c.api == "old" and c.rejects:
             rows.append(f"{head} old API; after `--fix`: rejected, `{c.rejects}` (group 64) | | | | |")
         elif c.api == "old":
-            dec, flt = run_old(c.id)
+            dec, flt, med = run_old(c.id)
             rows.append(f"{head} old API; after `--fix`: accepted, loaded | - | - | {dec.rel_err:.4f} ({c.fq_bound}) "
-                        f"vs decoded weights | {flt.rel_err:.4f} ({c.float_bound}) |")
+                        f"vs decoded weights, per-token median {med:.4f} ({OLD_TOKEN_BOUND[c.dtype]}) "
+                        f"| {flt.rel_err:.4f} ({c.float_bound}) |")
         elif c.arch == "deepseek_v3":
             r = run(c.id, export=restored_deepseek(c.id))
             w = f"{max(r.weights.values()):.4f}" if r.weights else "-"
