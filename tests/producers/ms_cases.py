@@ -159,6 +159,9 @@ def _old_moe(id_: str, dtype: str, group: int, **kw: Any) -> MsCase:
 #: ``validate --fix`` the group-256 one loads (against weights decoded from the files) and the
 #: group-64 one is rejected by the grouped A8W4 kernel's group rule.
 OLD_CASES: tuple[MsCase, ...] = (
+    MsCase("old_w8a8_llama_fp16_bias", "llama", "float16", (), ("W8A8",), api="old",
+           old_config=(("w_bit", 8), ("a_bit", 8), ("is_dynamic", False), ("mm_tensor", False)),
+           fq_bound=0.035, float_bound=0.045),
     _old_moe("old_w4a8_g256_qwen3moe_bf16", "bfloat16", 256, fq_bound=0.06, float_bound=0.55),
     _old_moe("old_w4a8_g256_qwen3moe_fp16", "float16", 256, fq_bound=0.12, float_bound=0.55),
     _old_moe("old_w4a8_g64_qwen3moe_bf16", "bfloat16", 64, rejects="plan.kernel_constraint"),

@@ -233,15 +233,20 @@ def _old_api(case: MsCase, model: Any, float_dir: Path, export: Path, ids: torch
             shutil.copy2(float_dir / name, export / name)
 
 
-class _TokenInt8(torch.nn.Module):
-    """A linear fed per-token symmetric int8 activations (``amax / 127``, round half to even), as
-    the W4A8 kernels quantize them (``npu_dynamic_quant``)."""
+class _ActInt8(torch.nn.Module):
+    """A linear fed int8 activations as its kernel quantizes them: per token, symmetric
+    (``amax / 127``, round half to even: ``npu_dynamic_quant``), or static per tensor with the
+    file's ``input_scale``/``input_offset`` (``npu_quantize``)."""
 
-    def __init__(self, linear: torch.nn.Module) -> None:
+    def __init__(self, linear: torch.nn.Module, static: tuple[float, float] | None) -> None:
         super().__init__()
-        self.linear = linear
+        self.linear, self.static = linear, static
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.static is not None:
+            scale, offset = self.static
+            q = torch.clamp(torch.round(x / scale + offset), -128, 127)
+            return self.linear((q - offset) * scale)
         scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127.0
         return self.linear(torch.clamp(torch.round(x / scale), -128, 127) * scale)
 
@@ -269,9 +274,14 @@ def _decoded_model(model: Any, export: Path) -> Any:
     dec.load_state_dict(state)
     for name, q in tensors.items():
         if name.endswith(".weight") and q.dtype == torch.int8:
-            parent, _, leaf = name[: -len(".weight")].rpartition(".")
+            module = name[: -len(".weight")]
+            static = None
+            if module + ".input_scale" in tensors:
+                static = (float(tensors[module + ".input_scale"].float().reshape(-1)[0]),
+                          float(tensors[module + ".input_offset"].float().reshape(-1)[0]))
+            parent, _, leaf = module.rpartition(".")
             owner = dec.get_submodule(parent)
-            setattr(owner, leaf, _TokenInt8(getattr(owner, leaf)))
+            setattr(owner, leaf, _ActInt8(getattr(owner, leaf), static))
     return dec
 
 

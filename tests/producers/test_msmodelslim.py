@@ -33,6 +33,7 @@ PRODUCER = "msmodelslim"
 EXPORTED = [c for c in CASES if c.producer_error is None and c.api == "v1"]
 LOADED = [c for c in EXPORTED if c.rejects is None]
 OLD = [c for c in CASES if c.api == "old"]
+OLD_W4A8 = [c for c in OLD if "W4A8_DYNAMIC" in c.labels]
 
 
 def _ids(cases: list[MsCase]) -> list[str]:
@@ -254,8 +255,8 @@ def run_old(case_id: str) -> tuple[LogitStats, LogitStats, float]:
 
 #: Median per-token relative logit error of an old-API W4A8 model against its weights decoded from
 #: the files (with the kernel's per-token int8 activations): the model dtype's rounding only
-#: (measured 0.029 in bf16, 0.019 in fp16).
-OLD_TOKEN_BOUND = {"bfloat16": 0.045, "float16": 0.03}
+#: (measured: W4A8 0.029 in bf16, 0.019 in fp16; W8A8 static 0.023 in fp16).
+OLD_TOKEN_BOUND = {"bfloat16": 0.045, "float16": 0.035}
 
 
 @pytest.mark.parametrize("case", OLD, ids=_ids(OLD))
@@ -266,7 +267,8 @@ def test_old_api_export_is_rejected_until_its_description_is_renamed(
     root = require_export(PRODUCER, case.id)
     assert not (root / "ERROR.txt").exists(), (root / "ERROR.txt").read_text()
     export = root / "export"
-    assert (export / "quant_model_description_w4a8_dynamic.json").is_file()
+    assert [p.name for p in export.glob("quant_model_description*.json")] == [
+        f"quant_model_description_{case.labels[0].lower()}.json"]
     plan = quantspec.plan(export, target="a3")
     assert not plan.accepted
     assert [r.code.value for r in plan.rejections] == ["format.misnamed_description"]
@@ -275,8 +277,9 @@ def test_old_api_export_is_rejected_until_its_description_is_renamed(
 
 
 @pytest.mark.parametrize("case", OLD, ids=_ids(OLD))
-def test_old_api_w4a8_after_fix(case: MsCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """After ``validate --fix``: the group comes from weight_scale_second (no header group_size) and
+def test_old_api_after_fix(case: MsCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After ``validate --fix``: W8A8 static (v0 layout: weight_scale/weight_offset, fp16 bias beside
+    quant_bias) loads; for W4A8 the group comes from weight_scale_second (no header group_size) and
     the int64 offsets are accepted; group 256 loads within the bound of the weights decoded from the
     files, group 64 is rejected by the grouped A8W4 kernel's rule. Never accepted and mis-decoded."""
     target = tmp_path / "export"
@@ -284,8 +287,9 @@ def test_old_api_w4a8_after_fix(case: MsCase, tmp_path: Path, capsys: pytest.Cap
     assert cli(["validate", str(target), "--fix"]) == 0, capsys.readouterr().out
     assert (target / ".quantspec-backup").is_dir()
     plan = quantspec.plan(target, target=case.target)
-    w13 = next(layer for layer in plan.layers if layer.kind.value == "moe_w13")
+    w13 = next((layer for layer in plan.layers if layer.kind.value == "moe_w13"), None)
     if case.rejects:
+        assert w13 is not None
         assert not plan.accepted
         assert {r.code.value for layer in plan.rejected_layers() for r in layer.reasons} == {case.rejects}
         assert any("group size 64 inferred from" in w.message for w in w13.warnings)
