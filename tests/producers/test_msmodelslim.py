@@ -72,6 +72,17 @@ def _producer_weight(case: MsCase, name: str, probes: dict[str, torch.Tensor], e
     return probes[name + ".w"]
 
 
+@torch.no_grad()
+def _logits(qm: quantspec.QuantizedModel, export: Path, dtype: torch.dtype, ids: torch.Tensor) -> torch.Tensor:
+    """Install a load into a transformers model built on the meta device from the export's config
+    and run the fixed batch: float32 logits."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(export), dtype=dtype)  # type: ignore[no-untyped-call]
+    qm.install(model)
+    model.train(False)
+    return model(input_ids=ids, use_cache=False).logits.to(torch.float32)
+
+
 @cache
 def run(case_id: str, export: Path | None = None) -> Result:
     """Load a case's export (or a repaired copy of it) with quantspec, install it into a
@@ -97,13 +108,7 @@ def run(case_id: str, export: Path | None = None) -> Result:
             elif what == "w":
                 w = _producer_weight(case, name, probes, export)
                 weights[name] = _rel(_applied_weight(module, w.shape[1], dtype), w)
-    config = AutoConfig.from_pretrained(export)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]
-    qm.install(model)
-    model.train(False)
-    with torch.no_grad():
-        out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
+    out = _logits(qm, export, dtype, ref["input_ids"])
     return Result(logit_stats(out, ref["fakequant_logits"]), logit_stats(out, ref["float_logits"]),
                   logit_stats(ref["fakequant_logits"], ref["float_logits"]), modules, weights)
 
@@ -241,13 +246,7 @@ def run_old(case_id: str) -> tuple[LogitStats, LogitStats, float]:
     fixed = fixed_export(case_id)
     ref = load_file(str(require_export(PRODUCER, case.id) / "reference.safetensors"))
     qm = quantspec.load_quantized(fixed, device="cpu", target=case.target, progress=False)
-    config = AutoConfig.from_pretrained(fixed)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, case.dtype))  # type: ignore[no-untyped-call]
-    qm.install(model)
-    model.train(False)
-    with torch.no_grad():
-        out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
+    out = _logits(qm, fixed, getattr(torch, case.dtype), ref["input_ids"])
     dec = ref["decoded_logits"]
     per_token = ((out - dec).norm(dim=-1) / dec.norm(dim=-1)).flatten()
     return logit_stats(out, dec), logit_stats(out, ref["float_logits"]), float(per_token.median())
