@@ -43,7 +43,26 @@ $(MS_STAMP): $(MS_VENV)/.installed tests/producers/msmodelslim_job.py tests/prod
 	grep '^\[msmodelslim\]' $(PRODUCERS)/msmodelslim.log
 	touch $@
 
-producers: $(MS_STAMP)
+HF_VENV   := .venv-hfproducers
+HF_REQS   := tests/producers/hf-requirements.txt
+HF_STAMP  := $(PRODUCERS)/hf/.done
+
+$(HF_VENV)/.installed: $(HF_REQS)
+	$(PYTHON) -m venv $(HF_VENV)
+	$(HF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(HF_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(HF_VENV)/bin/python -m pip install --quiet -r $(HF_REQS)
+	touch $@
+
+$(HF_STAMP): $(HF_VENV)/.installed tests/producers/hf_job.py tests/producers/hf_cases.py
+	rm -rf $(PRODUCERS)/hf
+	mkdir -p $(PRODUCERS)
+	$(HF_VENV)/bin/python tests/producers/hf_job.py $(PRODUCERS)/hf > $(PRODUCERS)/hf.log 2>&1 \
+		|| (tail -40 $(PRODUCERS)/hf.log; exit 1)
+	grep '^\[hf\]' $(PRODUCERS)/hf.log
+	touch $@
+
+producers: $(MS_STAMP) $(HF_STAMP)
 
 test: $(STAMP) producers
 	QUANTSPEC_REQUIRE_PRODUCERS=1 $(PY) -m pytest -q -p no:cacheprovider
@@ -59,4 +78,4 @@ docs: $(STAMP)
 	$(VENV)/bin/quantspec docs
 
 clean:
-	rm -rf $(VENV) $(MS_VENV) .cache build dist *.egg-info
+	rm -rf $(VENV) $(MS_VENV) $(HF_VENV) .cache build dist *.egg-info

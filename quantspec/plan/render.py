@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from quantspec.errors import Reason
 from quantspec.plan.model import LayerStatus, Plan, PlannedLayer
+from quantspec.vocab import LayerKind
 
 _INDEX_RE = re.compile(r"\.\d+(?=\.|$)")
 
@@ -86,6 +87,8 @@ def _details(groups: list[Group], *, md: bool) -> list[str]:
         out += ["", f"## {title}" if md else f"{title}:"]
         for g, reasons in items:
             where = f"{g.pattern} (x{g.count})" if g.count > 1 else g.first.name
+            if g.first.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):  # both groups share the module name
+                where = f"{where} {g.first.kind.value}"
             out.append(f"- `{where}`" if md else f"  {where}")
             out += [_reason_line(r, md) for r in reasons]
     return out

@@ -56,7 +56,8 @@ def plan_router(planner: Planner, u: LinearUnit, v: Verdict) -> PlannedLayer:
             hint=_EXCLUDE_HINT.get(fam, "re-export with the MoE router kept float"),
         ))
         return planner.build(v, shards=())
-    if matched and quant is not None:
+    # A default (a GPTQ/AWQ config without a module list) does not name the router: no note then.
+    if matched and quant is not None and planner.s.desc.resolve(shard, "Linear").origin != "default":
         v.warnings.append(reason(
             Code.PLAN_WARNING,
             f"{planner.s.desc.source} names router {u.name} {quant.label}, but its weight is stored {weight.dtype}: "

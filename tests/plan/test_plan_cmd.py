@@ -67,3 +67,15 @@ def test_invalid_input_exits_2(args: list[str], capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(main(args))
     assert exc.value.code == 2
+
+
+def test_moe_rejection_blocks_name_the_weight_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """moe_w13 and moe_w2 share a module name: their rejection blocks say which one."""
+    from quantspec.cli.main import main
+    from tests.plan.fixtures import FIXTURES
+
+    builder, _ = FIXTURES["expert_mismatch_a3"]
+    main(["plan", str(builder(tmp_path / "m")), "--target", "a3"])
+    out = capsys.readouterr().out
+    block = out[out.index("Rejections:"):]
+    assert "mlp.experts moe_w13" in block or "mlp.experts moe_w2" in block

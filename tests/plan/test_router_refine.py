@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import quantspec
 from quantspec.plan.model import LayerStatus, PlannedLayer
 from quantspec.plan.refine import refine
 from quantspec.vocab import FormatFamily, Granularity, Layout, NpuGen
@@ -107,3 +110,27 @@ def test_legacy_w4a8_moe_plans_with_the_inferred_group_and_kernel_rule() -> None
     # w2: one group of K (weight_scale_second [N, 1]): per channel, the second scale read and folded
     assert w2.status is LayerStatus.ACCEPTED
     assert "model.layers.1.mlp.experts.0.down_proj.weight_scale_second" in w2.tensors
+
+
+def test_mixtral_gptq_act_order_without_a_module_list_keeps_float_routers(tmp_path: Path) -> None:
+    """A GPTQ config with no modules_in_block_to_quantize covers every Linear, the router too; the
+    engines build routers unquantized and AutoGPTQ never quantizes them: all layers accepted on a2."""
+    from tests.plan.fixtures import _float, _gptq, _hf
+
+    h, inter, p = 256, 512, "model.layers.0"
+    tensors: Tensors = {**_float("model.embed_tokens", 512, h, "float16"), **_float("lm_head", 512, h, "float16"),
+                        **_float(f"{p}.block_sparse_moe.gate", 4, h, "float16")}
+    for x in "qkvo":
+        tensors.update(_gptq(f"{p}.self_attn.{x}_proj", h, h, 128))
+    for e in range(4):
+        for w, n, k in (("w1", inter, h), ("w3", inter, h), ("w2", h, inter)):
+            tensors.update(_gptq(f"{p}.block_sparse_moe.experts.{e}.{w}", n, k, 128))
+    tensors.update({f"{p}.input_layernorm.weight": ("F16", (h,)), f"{p}.post_attention_layernorm.weight": ("F16", (h,)),
+                    "model.norm.weight": ("F16", (h,))})
+    qcfg = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True, "sym": True}
+    config = {"model_type": "mixtral", "torch_dtype": "float16", "num_hidden_layers": 1, "hidden_size": h,
+              "num_local_experts": 4}
+    plan = quantspec.plan(_hf(tmp_path / "mixtral", tensors, qcfg, config), target="a2")
+    assert plan.accepted, [(la.name, [r.message for r in la.reasons]) for la in plan.rejected_layers()]
+    router = plan.layer(f"{p}.block_sparse_moe.gate")
+    assert router.kind.value == "router" and router.label == "FLOAT" and not router.warnings

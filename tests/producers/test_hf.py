@@ -1,0 +1,92 @@
+"""auto-round as the oracle: its own CPU exports (RTN) validated, planned, loaded and run.
+
+Each case of ``hf_cases.py`` was exported by auto-round itself (``make producers``) in the case's
+format and as ``fake`` (auto-round's own quantize-dequantize model in float). quantspec must
+validate the export, plan it on every generation, load it on the cpu emulation and match
+auto-round's fake-quantized model within the case's bound (bf16/fp16 rounding of a weight-only
+model), and the float model within a loose one.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import quantspec
+from quantspec.cli.main import main as cli
+from quantspec.runtime.testing.metrics import LogitStats, logit_stats
+from quantspec.vocab import LayerKind, NpuGen
+from tests.producers.conftest import require_export
+from tests.producers.hf_cases import CASES, HfCase
+
+PRODUCER = "hf"
+EXPORTED = [c for c in CASES if c.producer_error is None]
+
+
+@cache
+def run(case_id: str) -> tuple[LogitStats, LogitStats]:
+    """(vs auto-round's fake-quantized model, vs float) of a case loaded by quantspec."""
+    case = next(c for c in CASES if c.id == case_id)
+    root = require_export(PRODUCER, case.id)
+    ref = load_file(str(root / "reference.safetensors"))
+    export = root / "export"
+    qm = quantspec.load_quantized(export, device="cpu", target=case.target, allow_untested=case.allow_untested,
+                                  progress=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(export),  # type: ignore[no-untyped-call]
+                                                 dtype=getattr(torch, case.dtype))
+    qm.install(model)
+    model.train(False)
+    with torch.no_grad():
+        out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
+    return logit_stats(out, ref["fake_logits"]), logit_stats(out, ref["float_logits"])
+
+
+@pytest.mark.parametrize("case", EXPORTED, ids=lambda c: c.id)
+def test_validate_is_clean(case: HfCase, capsys: pytest.CaptureFixture[str]) -> None:
+    root = require_export(PRODUCER, case.id)
+    assert not (root / "ERROR.txt").exists(), (root / "ERROR.txt").read_text()
+    assert cli(["validate", str(root / "export")]) == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", EXPORTED, ids=lambda c: c.id)
+def test_plans_on_every_generation_and_quantizes_what_the_producer_did(case: HfCase) -> None:
+    export = require_export(PRODUCER, case.id) / "export"
+    for gen in NpuGen:
+        plan = quantspec.plan(export, target=gen, allow_untested=case.allow_untested)
+        assert plan.layers
+        if gen.value == case.target:
+            assert plan.accepted, [(la.name, [r.message for r in la.reasons]) for la in plan.rejected_layers()]
+            quantized = {la.kind for la in plan.layers if la.quant is not None}
+            assert LayerKind.LINEAR in quantized
+            if case.arch == "qwen3_moe":  # experts quantized, routers float (as the engines build them)
+                assert {LayerKind.MOE_W13, LayerKind.MOE_W2} <= quantized
+                routers = [la for la in plan.layers if la.kind is LayerKind.ROUTER]
+                assert routers and all(la.label == "FLOAT" for la in routers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", EXPORTED, ids=lambda c: c.id)
+def test_logits_match_auto_rounds_own_fake_quantized_model(case: HfCase) -> None:
+    vs_fake, vs_float = run(case.id)
+    assert vs_fake.rel_err <= case.ref_bound, str(vs_fake)
+    assert vs_float.rel_err <= case.float_bound, str(vs_float)
+
+
+def table() -> str:
+    """The docs/e2e.md auto-round table (``python -c 'from tests.producers.test_hf import table; ...'``)."""
+    rows = ["| case | model, dtype | format | bits, group, sym | target | logits vs auto-round fake (bound) "
+            "| logits vs float (bound) |", "|---|---|---|---|---|---|---|"]
+    for c in CASES:
+        head = (f"| `{c.id}` | {c.arch}, {c.dtype} | `{c.fmt}` | {c.bits}, {c.group_size}, "
+                f"{'sym' if c.sym else 'asym'} | {c.target} |")
+        if c.producer_error:
+            rows.append(f"{head} auto-round fails on CPU: `{c.producer_error}` | |")
+            continue
+        fake, flt = run(c.id)
+        rows.append(f"{head} {fake.rel_err:.4f} ({c.ref_bound}) | {flt.rel_err:.4f} ({c.float_bound}) |")
+    return "\n".join(rows)
