@@ -54,6 +54,11 @@ def _ct_layouts(scheme: SchemeId) -> set[Layout]:
                for b, sym, st in itertools.product((4, 8), (True, False), ("channel", "group"))]
     acts = [None, CA(num_bits=8, strategy="token", dynamic=True), CA(num_bits=8, strategy="tensor", dynamic=False)]
     out: set[Layout] = set()
+    # llm-compressor's FP8_DYNAMIC preset: float-quantized E4M3 weights per channel, dynamic E4M3 tokens
+    fp8_w = CA(num_bits=8, type="float", strategy="channel", symmetric=True)
+    fp8_a = CA(num_bits=8, type="float", strategy="token", dynamic=True, symmetric=True)
+    if compressed_tensors.scheme_of(fp8_w, fp8_a, "float-quantized") is scheme:
+        out.add(compressed_tensors.LAYOUTS["float-quantized"])
     for w, a in itertools.product(weights, acts):
         fmts = ["pack-quantized"] if a is None else (
             ["int-quantized", "naive-quantized"] + (["pack-quantized"] if w.num_bits == 4 else []))

@@ -53,6 +53,7 @@ _EXECUTABLE: dict[tuple[FormatFamily, SchemeId, MatrixLayer], str] = {
     (F.COMPRESSED_TENSORS, S.W8A8_STATIC, L.LINEAR): "CompressedTensorsW8A8Static",
     (F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR): "WeightOnlyLinear",
     (F.COMPRESSED_TENSORS, S.W8A16, L.LINEAR): "WeightOnlyLinear",
+    (F.COMPRESSED_TENSORS, S.W8A8_FP8_DYNAMIC, L.LINEAR): "CompressedTensorsW8A8Fp8Dynamic",
     (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE): "Int8DynamicExperts",
     (F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE): "W4A8Experts",
     (F.COMPRESSED_TENSORS, S.W4A16, L.MOE): "WeightOnlyExperts",
@@ -287,6 +288,9 @@ _add(F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR, [Layout.CT_PACKED], roles=CT_PACKE
 _add(F.COMPRESSED_TENSORS, S.W8A16, L.LINEAR, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_WQBMM,
      weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-2^(b-1))", T_T, "keep int8 [K, N]"),
      loaded=LD_WNA16)
+_add(F.COMPRESSED_TENSORS, S.W8A8_FP8_DYNAMIC, L.LINEAR, [Layout.CT_FLOAT],
+     roles=(_r("weight", E, ("N", "K"), "float8_e4m3fn"), _r("weight_scale", FL, ("N", 1)), BIAS),
+     kernels=("npu_dynamic_quant", "npu_quant_matmul"), transforms=(T_T,), loaded=LD_INT8[:2])
 _add(F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,
      transforms=("stack experts to [E, N, K]", "transpose to [E, K, N]"), loaded=LD_INT8[:2])
 _add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,

@@ -1,4 +1,5 @@
-"""The HF-format producer cases: auto-round (RTN, ``iters=0``) exports, with their bounds.
+"""The HF-format producer cases: auto-round (RTN, ``iters=0``) and llm-compressor (data-free
+``oneshot``) exports, with their bounds.
 
 Plain data (standard library only): ``hf_job.py`` reads it inside the producers' own virtual
 environment and the tests read it in quantspec's.
@@ -34,6 +35,12 @@ class HfCase:
     hidden: int = 256
     #: auto-round fails on CPU for this case: a fragment of its error (docs/e2e.md lists it).
     producer_error: str | None = None
+    #: ``auto-round`` or ``llm-compressor``; for llm-compressor ``fmt`` is the preset scheme
+    #: (``W8A8``, ``W4A16``, ``FP8_DYNAMIC``...) of a data-free ``oneshot`` and the reference is
+    #: compressed-tensors' own decompression of the saved checkpoint (float activations).
+    producer: str = "auto-round"
+    #: Modules llm-compressor leaves float (``ignore``).
+    ignore: tuple[str, ...] = ("lm_head",)
 
 
 CASES: tuple[HfCase, ...] = (
@@ -44,6 +51,21 @@ CASES: tuple[HfCase, ...] = (
     HfCase("ar_round_w4g128_sym_llama_bf16", "llama", "bfloat16", "auto_round", 4, 128, True),
     HfCase("ar_round_w4g32_asym_qwen2_bf16", "qwen2", "bfloat16", "auto_round", 4, 32, False),
     HfCase("ar_gptq_w4g32_sym_qwen3moe_bf16", "qwen3_moe", "bfloat16", "auto_gptq", 4, 32, True),
+    # W8A8 and FP8: the reference decodes the weights only, the loaded model also quantizes the
+    # activations per token, hence the larger bounds.
+    HfCase("lc_w8a8_llama_bf16", "llama", "bfloat16", "W8A8", 8, -1, True, producer="llm-compressor",
+           target="a3", ref_bound=0.055, float_bound=0.06),
+    HfCase("lc_w4a16_qwen2_bf16", "qwen2", "bfloat16", "W4A16", 4, 128, True, producer="llm-compressor",
+           target="a3", allow_untested=True),
+    HfCase("lc_w8a16_llama_fp16", "llama", "float16", "W8A16", 8, -1, True, producer="llm-compressor",
+           target="a3", allow_untested=True, float_bound=0.04),
+    HfCase("lc_fp8_dynamic_llama_bf16", "llama", "bfloat16", "FP8_DYNAMIC", 8, -1, True, producer="llm-compressor",
+           target="a5", allow_untested=True, ref_bound=0.13, float_bound=0.18),
+    # The export is written, but compressed-tensors' own decompression of it (the reference) fails
+    # when transformers 5.17 reloads the Qwen3-MoE experts.
+    HfCase("lc_w8a8_qwen3moe_bf16", "qwen3_moe", "bfloat16", "W8A8", 8, -1, True, producer="llm-compressor",
+           target="a3", ignore=("lm_head", "re:.*mlp.gate$"),
+           producer_error="issues during automatic conversion of the weights"),
 )
 
 BY_ID: dict[str, HfCase] = {c.id: c for c in CASES}

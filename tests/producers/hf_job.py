@@ -85,6 +85,22 @@ def _autoround(case: HfCase, float_dir: Path, tok: Any, out: Path, fmt: str) -> 
     return next(p.parent for p in sorted(out.rglob("config.json")))
 
 
+def _llm_compressor(case: HfCase, float_dir: Path, tok: Any, export: Path, ids: torch.Tensor) -> torch.Tensor:
+    """A data-free ``oneshot`` with the case's preset; returns the logits of the in-memory model
+    afterwards (llm-compressor's own simulation of the scheme), then saves it compressed."""
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(float_dir, dtype=getattr(torch, case.dtype))
+    oneshot(model=model, recipe=QuantizationModifier(targets="Linear", scheme=case.fmt, ignore=list(case.ignore)))
+    with torch.no_grad():
+        sim = model.to(torch.float32)(input_ids=ids).logits.float()
+    model.to(getattr(torch, case.dtype)).save_pretrained(export, save_compressed=True)
+    tok.save_pretrained(export)
+    return sim
+
+
 def run_case(case: HfCase, root: Path) -> None:
     """Export one case under ``root / case.id`` (replacing what was there)."""
     from transformers import AutoModelForCausalLM
@@ -96,11 +112,21 @@ def run_case(case: HfCase, root: Path) -> None:
     try:
         tok = _tokenizer(float_dir)
         model = _float_model(case, float_dir)
+        ids = torch.randint(0, VOCAB - 2, BATCH, generator=torch.Generator().manual_seed(SEED))
+        if case.producer == "llm-compressor":
+            sim = _llm_compressor(case, float_dir, tok, out / "export", ids)
+            # The reference is compressed-tensors' own decompression of the saved checkpoint (weights
+            # decoded by the library; activations float), as transformers loads it.
+            dec = AutoModelForCausalLM.from_pretrained(out / "export", dtype=torch.float32).eval()
+            with torch.no_grad():
+                ref = {"input_ids": ids, "float_logits": model.to(torch.float32)(input_ids=ids).logits.float(),
+                       "fake_logits": dec(input_ids=ids).logits.float(), "sim_logits": sim}
+            save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "reference.safetensors"))
+            return
         export = _autoround(case, float_dir, tok, out / "raw", case.fmt)
         shutil.move(str(export), str(out / "export"))
         fake = _autoround(case, float_dir, tok, out / "raw_fake", "fake")
         shutil.move(str(fake), str(out / "fake"))
-        ids = torch.randint(0, VOCAB - 2, BATCH, generator=torch.Generator().manual_seed(SEED))
         fq = AutoModelForCausalLM.from_pretrained(out / "fake", dtype=torch.float32).eval()
         with torch.no_grad():
             ref = {"input_ids": ids, "float_logits": model.to(torch.float32)(input_ids=ids).logits.float(),

@@ -1,10 +1,10 @@
-"""auto-round as the oracle: its own CPU exports (RTN) validated, planned, loaded and run.
+"""auto-round and llm-compressor as the oracles: their own CPU exports validated, planned, loaded, run.
 
-Each case of ``hf_cases.py`` was exported by auto-round itself (``make producers``) in the case's
-format and as ``fake`` (auto-round's own quantize-dequantize model in float). quantspec must
-validate the export, plan it on every generation, load it on the cpu emulation and match
-auto-round's fake-quantized model within the case's bound (bf16/fp16 rounding of a weight-only
-model), and the float model within a loose one.
+Each case of ``hf_cases.py`` was exported by its producer itself (``make producers``): auto-round
+in the case's format and as ``fake`` (its own quantize-dequantize model in float), llm-compressor
+with a data-free ``oneshot`` whose saved checkpoint compressed-tensors decompresses for the
+reference. quantspec must validate the export, plan it on every generation, load it on the cpu
+emulation and match the reference within the case's bound, and the float model within a loose one.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ EXPORTED = [c for c in CASES if c.producer_error is None]
 
 @cache
 def run(case_id: str) -> tuple[LogitStats, LogitStats]:
-    """(vs auto-round's fake-quantized model, vs float) of a case loaded by quantspec."""
+    """(vs the producer's reference, vs float) of a case loaded by quantspec."""
     case = next(c for c in CASES if c.id == case_id)
     root = require_export(PRODUCER, case.id)
     ref = load_file(str(root / "reference.safetensors"))
@@ -44,6 +44,14 @@ def run(case_id: str) -> tuple[LogitStats, LogitStats]:
     with torch.no_grad():
         out = model(input_ids=ref["input_ids"], use_cache=False).logits.to(torch.float32)
     return logit_stats(out, ref["fake_logits"]), logit_stats(out, ref["float_logits"])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.producer_error], ids=lambda c: c.id)
+def test_producer_failure_is_the_recorded_one(case: HfCase) -> None:
+    """A case the producer cannot make on CPU fails with the error docs/e2e.md lists."""
+    root = require_export(PRODUCER, case.id)
+    error = (root / "ERROR.txt").read_text() if (root / "ERROR.txt").is_file() else "(it exported)"
+    assert case.producer_error is not None and case.producer_error in error, error.splitlines()[0]
 
 
 @pytest.mark.parametrize("case", EXPORTED, ids=lambda c: c.id)
@@ -71,7 +79,7 @@ def test_plans_on_every_generation_and_quantizes_what_the_producer_did(case: HfC
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", EXPORTED, ids=lambda c: c.id)
-def test_logits_match_auto_rounds_own_fake_quantized_model(case: HfCase) -> None:
+def test_logits_match_the_producers_reference(case: HfCase) -> None:
     vs_fake, vs_float = run(case.id)
     assert vs_fake.rel_err <= case.ref_bound, str(vs_fake)
     assert vs_float.rel_err <= case.float_bound, str(vs_float)
@@ -79,13 +87,13 @@ def test_logits_match_auto_rounds_own_fake_quantized_model(case: HfCase) -> None
 
 def table() -> str:
     """The docs/e2e.md auto-round table (``python -c 'from tests.producers.test_hf import table; ...'``)."""
-    rows = ["| case | model, dtype | format | bits, group, sym | target | logits vs auto-round fake (bound) "
+    rows = ["| case | model, dtype | format / preset | bits, group, sym | target | logits vs reference (bound) "
             "| logits vs float (bound) |", "|---|---|---|---|---|---|---|"]
     for c in CASES:
         head = (f"| `{c.id}` | {c.arch}, {c.dtype} | `{c.fmt}` | {c.bits}, {c.group_size}, "
                 f"{'sym' if c.sym else 'asym'} | {c.target} |")
         if c.producer_error:
-            rows.append(f"{head} auto-round fails on CPU: `{c.producer_error}` | |")
+            rows.append(f"{head} {c.producer} fails on CPU: `{c.producer_error}` | |")
             continue
         fake, flt = run(c.id)
         rows.append(f"{head} {fake.rel_err:.4f} ({c.ref_bound}) | {flt.rel_err:.4f} ({c.float_bound}) |")

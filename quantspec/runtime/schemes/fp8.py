@@ -31,3 +31,10 @@ class ModelSlimW8A8Fp8Dynamic(LinearScheme):
         xq, xs = self.ops.npu_dynamic_quant(x, dst_type=torch.float8_e4m3fn)
         y = self.ops.npu_quant_matmul(xq, self.weight, self.weight_scale, pertoken_scale=xs, output_dtype=x.dtype)
         return self._bias_after(y, x.dtype)
+
+
+@register_linear(FormatFamily.COMPRESSED_TENSORS, SchemeId.W8A8_FP8_DYNAMIC)
+class CompressedTensorsW8A8Fp8Dynamic(ModelSlimW8A8Fp8Dynamic):
+    """compressed-tensors ``float-quantized`` FP8 dynamic (llm-compressor's ``FP8_DYNAMIC``):
+    ``weight`` float8_e4m3fn ``[N, K]``, ``weight_scale`` ``[N, 1]``, per-token E4M3 activations;
+    vLLM-Ascend routes it to the same kernels under its internal name ``W8A8FP8_DYNAMIC``."""
