@@ -1,7 +1,7 @@
 """Export every HF-format case with its real producer, on CPU, and record the producer's reference.
 
 Runs inside the HF producers' virtual environment (``make producers``):
-``python tests/producers/hf_job.py OUT_DIR [CASE_ID ...]``. For each case of ``hf_cases.py`` it
+``python tests/producers/hf_job.py OUT_DIR [CASE_ID ...]``, each case in its own process. For each case of ``hf_cases.py`` it
 builds a tiny random-init model (fixed seed) with a local word-level tokenizer in
 ``OUT/<id>/float``, runs auto-round in RTN mode (``iters=0``) twice with the same settings,
 once in the case's format (``OUT/<id>/export``) and once as ``fake`` (auto-round's own
@@ -144,11 +144,19 @@ def _version(module: str) -> str:
 
 
 def main() -> int:
+    import subprocess
+
+    if sys.argv[1] == "--one":  # one case in this process (see below)
+        run_case(BY_ID[sys.argv[3]], Path(sys.argv[2]))
+        return 0
     root = Path(sys.argv[1]).resolve()
     ids = sys.argv[2:] or [c.id for c in CASES]
     root.mkdir(parents=True, exist_ok=True)
     for case_id in ids:
-        run_case(BY_ID[case_id], root)
+        # One process per case: auto-round patches transformers' loading, which changed whether a
+        # later llm-compressor case reloads (seen with the Qwen3-MoE one); a case must not depend
+        # on which ran before it.
+        subprocess.run([sys.executable, __file__, "--one", str(root), case_id], check=True)
         status = "ERROR" if (root / case_id / "ERROR.txt").exists() else "ok"
         print(f"[hf] {case_id}: {status}", flush=True)
     return 0
