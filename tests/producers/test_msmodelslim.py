@@ -298,6 +298,8 @@ def test_old_api_after_fix(case: MsCase, tmp_path: Path, capsys: pytest.CaptureF
     vs_decoded, vs_float, median = run_old(case.id)
     # Per token, the decode is tight; over the batch a top-k flip of one token is allowed for.
     assert median <= OLD_TOKEN_BOUND[case.dtype], median
+    # 1 - mean per-token cosine within 0.01 of the decoded weights (issue 17's acceptance bound).
+    assert 1 - vs_decoded.cosine <= 0.01, str(vs_decoded)
     assert vs_decoded.rel_err <= case.fq_bound, str(vs_decoded)
     assert vs_float.rel_err <= case.float_bound, str(vs_float)
 
