@@ -330,6 +330,12 @@ class Resolver:
             return self._rules[i].quant, True
         return (self._default if i == -2 else None), i != -1
 
+    def by_default(self, module: str, module_class: str | None = "Linear") -> bool:
+        """Whether ``module`` resolves to the description's default, not to a rule naming it."""
+        if not self._others and module in self._exact:
+            return False
+        return self._index(module, module_class) == -2
+
     def quants(self, modules: Iterable[str], module_class: str | None = "Linear"
                ) -> tuple[list[QuantSpec | None], list[str]]:
         """:meth:`quant_of` of many modules: their quants, and those of them that are unmatched.

@@ -57,7 +57,7 @@ def plan_router(planner: Planner, u: LinearUnit, v: Verdict) -> PlannedLayer:
         ))
         return planner.build(v, shards=())
     # A default (a GPTQ/AWQ config without a module list) does not name the router: no note then.
-    if matched and quant is not None and planner.s.desc.resolve(shard, "Linear").origin != "default":
+    if matched and quant is not None and not planner.resolver.by_default(shard, "Linear"):
         v.warnings.append(reason(
             Code.PLAN_WARNING,
             f"{planner.s.desc.source} names router {u.name} {quant.label}, but its weight is stored {weight.dtype}: "
