@@ -28,6 +28,7 @@ class DefectId(StrEnum):
 
     MSMODELSLIM_DROPS_ROUTER_BUFFERS = "msmodelslim_drops_router_buffers"
     MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE = "msmodelslim_v1_float_model_quant_type"
+    AUTO_ROUND_MODEL_FREE_ASYM_ZERO_POINT = "auto_round_model_free_asym_zero_point"
 
 
 class Defect(BaseModel):
@@ -100,9 +101,29 @@ def _v1_float_model_quant_type(ctx: Context) -> list[str | None]:
     return [None] if labels == {"W4A8_DYNAMIC"} else []
 
 
+def _version(text: object) -> tuple[int, ...] | None:
+    """``"0.15.1"`` -> ``(0, 15, 1)``; None when it is not a plain dotted release."""
+    parts = str(text).split(".")[:3]
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def _auto_round_model_free_asym(ctx: Context) -> list[str | None]:
+    x = ctx.desc.extras
+    if ctx.desc.format is not FormatFamily.AUTO_ROUND or x.get("model_free") is not True:
+        return []
+    if str(x.get("packing_format", "")).lower() != "auto_round":
+        return []
+    version = _version(x.get("autoround_version"))
+    if version is None or not (0, 13, 0) <= version < (0, 16, 0):
+        return []
+    # Every asymmetric layer carries the shifted zero points (symmetric ones store none).
+    return [layer.name for layer in ctx.layers if layer.quant is not None and not layer.quant.weight.symmetric]
+
+
 CHECKERS: dict[DefectId, Checker] = {
     DefectId.MSMODELSLIM_DROPS_ROUTER_BUFFERS: _drops_router_buffers,
     DefectId.MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE: _v1_float_model_quant_type,
+    DefectId.AUTO_ROUND_MODEL_FREE_ASYM_ZERO_POINT: _auto_round_model_free_asym,
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import quantspec
 from quantspec.plan.defects import CHECKERS, DefectId, load_defects
 from quantspec.plan.model import LayerStatus
@@ -58,3 +60,23 @@ def test_v1_float_model_quant_type_is_a_finding(tmp_path: Path) -> None:
     assert "msmodelslim_v1_float_model_quant_type" in f.message
     assert f.hint == ('set model_quant_type to "W4A8_DYNAMIC" in quant_model_description.json '
                       "(the per-tensor labels are right)")
+
+
+@pytest.mark.parametrize(("version", "flagged"), [("0.12.3", False), ("0.13.0", True), ("0.15.1", True),
+                                                  ("0.16.0", False)])
+def test_auto_round_model_free_asym_zero_point(tmp_path: Path, version: str, flagged: bool) -> None:
+    from tests.plan.fixtures import _float, _gptq, _hf
+
+    h = 256
+    tensors = {**_float("model.embed_tokens", 512, h, "float16"), **_float("lm_head", 512, h, "float16"),
+               **_gptq("model.layers.0.self_attn.o_proj", h, h, 32)}
+    qcfg = {"quant_method": "auto-round", "packing_format": "auto_round", "bits": 4, "group_size": 32, "sym": False,
+            "iters": 0, "model_free": True, "autoround_version": version}
+    config = {"model_type": "llama", "torch_dtype": "float16", "num_hidden_layers": 1, "hidden_size": h}
+    plan = quantspec.plan(_hf(tmp_path / "m", tensors, qcfg, config), target="a2")
+    layer = plan.layer("model.layers.0.self_attn.o_proj")
+    codes = [r.code.value for r in layer.reasons]
+    assert ("plan.producer_defect" in codes) is flagged
+    if flagged:
+        assert layer.reasons[-1].hint == ("re-export with auto-round >= 0.16.0, or without model-free mode "
+                                          "(--disable_model_free), or symmetric weights")

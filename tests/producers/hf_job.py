@@ -1,8 +1,8 @@
 """Export every HF-format case with its real producer, on CPU, and record the producer's reference.
 
 Runs inside the HF producers' virtual environment (``make producers``):
-``python tests/producers/hf_job.py OUT_DIR [CASE_ID ...]``, each case in its own process. For each case of ``hf_cases.py`` it
-builds a tiny random-init model (fixed seed) with a local word-level tokenizer in
+``python tests/producers/hf_job.py OUT_DIR [CASE_ID ...]``, each case in its own process. For
+each case of ``hf_cases.py`` it builds a tiny random-init model (fixed seed) with a local word-level tokenizer in
 ``OUT/<id>/float``, runs auto-round in RTN mode (``iters=0``) twice with the same settings,
 once in the case's format (``OUT/<id>/export``) and once as ``fake`` (auto-round's own
 quantize-dequantize model in float, ``OUT/<id>/fake``), and writes ``reference.safetensors``:
@@ -123,7 +123,14 @@ def run_case(case: HfCase, root: Path) -> None:
                        "fake_logits": dec(input_ids=ids).logits.float(), "sim_logits": sim}
             save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "reference.safetensors"))
             return
-        export = _autoround(case, float_dir, tok, out / "raw", case.fmt)
+        if case.producer == "auto-round-model-free":
+            from auto_round import AutoRound
+
+            AutoRound(model=str(float_dir), scheme=f"W{case.bits}A16", model_free=True, sym=case.sym,
+                      group_size=case.group_size).quantize_and_save(str(out / "raw"))
+            export = next(p.parent for p in sorted((out / "raw").rglob("config.json")))
+        else:
+            export = _autoround(case, float_dir, tok, out / "raw", case.fmt)
         shutil.move(str(export), str(out / "export"))
         fake = _autoround(case, float_dir, tok, out / "raw_fake", "fake")
         shutil.move(str(fake), str(out / "fake"))
