@@ -53,6 +53,11 @@ CASES: tuple[HfCase, ...] = (
     HfCase("ar_round_w4g128_sym_llama_bf16", "llama", "bfloat16", "auto_round", 4, 128, True),
     HfCase("ar_round_w4g32_asym_qwen2_bf16", "qwen2", "bfloat16", "auto_round", 4, 32, False),
     HfCase("ar_gptq_w4g32_sym_qwen3moe_bf16", "qwen3_moe", "bfloat16", "auto_gptq", 4, 32, True),
+    # auto-round's own fake export of this Mixtral is 0.79 from the float model (the int4 exports
+    # of every other model are 0.2-0.3 away, and so is quantspec's load of this one): the fake
+    # reference is broken for Mixtral under transformers 5, so the case is held to the float bound.
+    HfCase("ar_gptq_w4g64_sym_mixtral_fp16", "mixtral", "float16", "auto_gptq", 4, 64, True, ref_bound=1.0),
+    HfCase("ar_awq_w4g64_asym_llama_bias_bf16", "llama_bias", "bfloat16", "auto_awq", 4, 64, False),
     # W8A8 and FP8: the reference decodes the weights only, the loaded model also quantizes the
     # activations per token, hence the larger bounds.
     # Model-free RTN (auto-round's shard-streaming mode) has no fake export, and picks its scales
@@ -68,6 +73,8 @@ CASES: tuple[HfCase, ...] = (
            target="a3", ref_bound=0.055, float_bound=0.06),
     HfCase("lc_w4a16_qwen2_bf16", "qwen2", "bfloat16", "W4A16", 4, 128, True, producer="llm-compressor",
            target="a3", allow_untested=True),
+    HfCase("lc_w4a16_asym_llama_bias_fp16", "llama_bias", "float16", "W4A16_ASYM", 4, 128, False,
+           producer="llm-compressor", target="a3", allow_untested=True),
     HfCase("lc_w8a16_llama_fp16", "llama", "float16", "W8A16", 8, -1, True, producer="llm-compressor",
            target="a3", allow_untested=True, float_bound=0.04),
     HfCase("lc_fp8_dynamic_llama_bf16", "llama", "bfloat16", "FP8_DYNAMIC", 8, -1, True, producer="llm-compressor",

@@ -54,6 +54,11 @@ def _float_model(case: HfCase, out: Path) -> Any:
         model = tf.LlamaForCausalLM(tf.LlamaConfig(intermediate_size=512, **common))
     elif case.arch == "qwen2":
         model = tf.Qwen2ForCausalLM(tf.Qwen2Config(intermediate_size=512, **common))
+    elif case.arch == "llama_bias":
+        model = tf.LlamaForCausalLM(tf.LlamaConfig(intermediate_size=512, attention_bias=True, **common))
+    elif case.arch == "mixtral":
+        model = tf.MixtralForCausalLM(tf.MixtralConfig(
+            intermediate_size=256, num_local_experts=4, num_experts_per_tok=2, **common))
     elif case.arch == "qwen3_moe":
         model = tf.Qwen3MoeForCausalLM(tf.Qwen3MoeConfig(
             intermediate_size=512, moe_intermediate_size=256, num_experts=4, num_experts_per_tok=2,
