@@ -24,45 +24,33 @@ demo: $(STAMP)
 # The producer suite: each producer runs in its own virtual environment (msModelSlim wants an
 # older transformers) and writes its exports under .cache/producers; the tests read the files.
 PRODUCERS := .cache/producers
-MS_VENV   := .venv-msmodelslim
-MS_REQS   := tests/producers/msmodelslim-requirements.txt
-MS_STAMP  := $(PRODUCERS)/msmodelslim/.done
 
-$(MS_VENV)/.installed: $(MS_REQS)
-	$(PYTHON) -m venv $(MS_VENV)
-	$(MS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MS_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
-	$(MS_VENV)/bin/python -m pip install --quiet -r $(MS_REQS)
-	touch $@
+# $(call producer,NAME,VENV,REQUIREMENTS,JOB,CASES): the venv (torch CPU first, so that no
+# requirement can pull a CUDA build) and the exports of one producer, rebuilt when the job, the
+# cases or the pins change.
+define producer
+$(2)/.installed: $(3)
+	$(PYTHON) -m venv $(2)
+	$(2)/bin/python -m pip install --quiet --upgrade pip
+	$(2)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(2)/bin/python -m pip install --quiet -r $(3)
+	touch $$@
 
-$(MS_STAMP): $(MS_VENV)/.installed tests/producers/msmodelslim_job.py tests/producers/ms_cases.py
-	rm -rf $(PRODUCERS)/msmodelslim
+$(PRODUCERS)/$(1)/.done: $(2)/.installed $(4) $(5)
+	rm -rf $(PRODUCERS)/$(1)
 	mkdir -p $(PRODUCERS)
-	$(MS_VENV)/bin/python tests/producers/msmodelslim_job.py $(PRODUCERS)/msmodelslim > $(PRODUCERS)/msmodelslim.log 2>&1 \
-		|| (tail -40 $(PRODUCERS)/msmodelslim.log; exit 1)
-	grep '^\[msmodelslim\]' $(PRODUCERS)/msmodelslim.log
-	touch $@
+	$(2)/bin/python $(4) $(PRODUCERS)/$(1) > $(PRODUCERS)/$(1).log 2>&1 || (tail -40 $(PRODUCERS)/$(1).log; exit 1)
+	grep '^\[$(1)\]' $(PRODUCERS)/$(1).log
+	touch $$@
+endef
 
-HF_VENV   := .venv-hfproducers
-HF_REQS   := tests/producers/hf-requirements.txt
-HF_STAMP  := $(PRODUCERS)/hf/.done
+MS_VENV := .venv-msmodelslim
+HF_VENV := .venv-hfproducers
+P := tests/producers
+$(eval $(call producer,msmodelslim,$(MS_VENV),$(P)/msmodelslim-requirements.txt,$(P)/msmodelslim_job.py,$(P)/ms_cases.py))
+$(eval $(call producer,hf,$(HF_VENV),$(P)/hf-requirements.txt,$(P)/hf_job.py,$(P)/hf_cases.py))
 
-$(HF_VENV)/.installed: $(HF_REQS)
-	$(PYTHON) -m venv $(HF_VENV)
-	$(HF_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(HF_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
-	$(HF_VENV)/bin/python -m pip install --quiet -r $(HF_REQS)
-	touch $@
-
-$(HF_STAMP): $(HF_VENV)/.installed tests/producers/hf_job.py tests/producers/hf_cases.py
-	rm -rf $(PRODUCERS)/hf
-	mkdir -p $(PRODUCERS)
-	$(HF_VENV)/bin/python tests/producers/hf_job.py $(PRODUCERS)/hf > $(PRODUCERS)/hf.log 2>&1 \
-		|| (tail -40 $(PRODUCERS)/hf.log; exit 1)
-	grep '^\[hf\]' $(PRODUCERS)/hf.log
-	touch $@
-
-producers: $(MS_STAMP) $(HF_STAMP)
+producers: $(PRODUCERS)/msmodelslim/.done $(PRODUCERS)/hf/.done
 
 test: $(STAMP) producers
 	QUANTSPEC_REQUIRE_PRODUCERS=1 $(PY) -m pytest -q -p no:cacheprovider

@@ -31,3 +31,10 @@ def require_export(producer: str, case_id: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def assert_recorded_failure(producer: str, case_id: str, fragment: str | None) -> None:
+    """A case its producer cannot make on CPU failed with the error docs/e2e.md lists."""
+    root = require_export(producer, case_id)
+    error = (root / "ERROR.txt").read_text() if (root / "ERROR.txt").is_file() else "(it exported)"
+    assert fragment is not None and fragment in error, error.splitlines()[0]

@@ -20,7 +20,7 @@ import quantspec
 from quantspec.cli.main import main as cli
 from quantspec.runtime.testing.metrics import LogitStats, logit_stats
 from quantspec.vocab import LayerKind, NpuGen
-from tests.producers.conftest import require_export
+from tests.producers.conftest import assert_recorded_failure, require_export
 from tests.producers.hf_cases import CASES, HfCase
 
 PRODUCER = "hf"
@@ -50,9 +50,7 @@ def run(case_id: str) -> tuple[LogitStats, LogitStats]:
 @pytest.mark.parametrize("case", [c for c in CASES if c.producer_error], ids=lambda c: c.id)
 def test_producer_failure_is_the_recorded_one(case: HfCase) -> None:
     """A case the producer cannot make on CPU fails with the error docs/e2e.md lists."""
-    root = require_export(PRODUCER, case.id)
-    error = (root / "ERROR.txt").read_text() if (root / "ERROR.txt").is_file() else "(it exported)"
-    assert case.producer_error is not None and case.producer_error in error, error.splitlines()[0]
+    assert_recorded_failure(PRODUCER, case.id, case.producer_error)
 
 
 @pytest.mark.parametrize("case", EXPORTED, ids=lambda c: c.id)
