@@ -230,7 +230,7 @@ class Builder:
         assert quant is not None and quant.scheme is not None
         spec = self._spec(quant, MatrixLayer.LINEAR)
         cls = linear_scheme_for(self.family, quant.scheme)
-        par = parallel_of(layer.kind, layer.module)
+        par = parallel_of(layer)
         for shard in layer.shards or (layer.module,):
             tensors = self._read(layer.tensors, shard)
             n, k = self._dims(spec, tensors, quant, shard)
@@ -247,7 +247,7 @@ class Builder:
             del tensors
 
     def _float(self, layer: PlannedLayer) -> None:
-        par = parallel_of(layer.kind, layer.module) if layer.kind in _SHARDED_FLOAT else Parallel.REPLICATED
+        par = parallel_of(layer) if layer.kind in _SHARDED_FLOAT else Parallel.REPLICATED
         modules = layer.shards or (layer.module,)
         seen: set[str] = set()
         for module in modules:

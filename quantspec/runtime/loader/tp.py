@@ -1,9 +1,9 @@
 """Tensor-parallel sharding derived from the scheme contracts.
 
-Which way a layer splits is data: the planner's ``naming.yaml`` lists the row-parallel module
-suffixes (``o_proj``, ``down_proj``, ``w2``, ``out_proj``, ``dense_4h_to_h``...); every other
-linear is column-parallel; MoE ``w13`` splits the intermediate size as its N (column) and
-``w2`` as its K (row); embeddings, lm_head, routers, norms and KV-cache tensors are replicated.
+Which way a layer splits is the plan's decision (``PlannedLayer.parallel``, from the planner's
+``naming.yaml``: row-parallel suffixes such as ``o_proj``/``down_proj``, replicated MLA down
+projections, column otherwise; MoE ``w13`` column, ``w2`` row); the loader follows it. Embeddings
+and lm_head (vocab-parallel in the engines), routers, norms and KV-cache tensors load whole.
 
 How a tensor splits is derived from its role's shape expression in :mod:`quantspec.schemes`:
 a dim whose expression uses ``N`` splits on column-parallel layers, one that uses ``K`` or
@@ -29,10 +29,10 @@ from torch import Tensor
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidCheckpoint, reason
 from quantspec.plan.contract import quant_env
-from quantspec.plan.discover import naming
+from quantspec.plan.model import PlannedLayer
 from quantspec.schemes import SchemeSpec, TensorRole
 from quantspec.schemes.expr import compile_dim
-from quantspec.vocab import LayerKind
+from quantspec.vocab import ParallelMode
 
 
 class Parallel(StrEnum):
@@ -70,17 +70,13 @@ SCALE_BIAS_SLICES = 16
 _ATOM = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
-def parallel_of(kind: LayerKind, module: str) -> Parallel:
-    """Column, row or replicated, from the layer kind and the module name."""
-    if kind is LayerKind.MOE_W13:
-        return Parallel.COLUMN
-    if kind is LayerKind.MOE_W2:
-        return Parallel.ROW
-    if kind is LayerKind.LINEAR:
-        nm = naming()
-        if nm.is_replicated(module):
-            return Parallel.REPLICATED
-        return Parallel.ROW if nm.is_row_parallel(module) else Parallel.COLUMN
+def parallel_of(layer: PlannedLayer) -> Parallel:
+    """Column, row or replicated, as the plan decided (vocab-parallel layers load whole here)."""
+    match layer.parallel:
+        case ParallelMode.COLUMN:
+            return Parallel.COLUMN
+        case ParallelMode.ROW:
+            return Parallel.ROW
     return Parallel.REPLICATED
 
 
