@@ -74,6 +74,8 @@ class QuantizationScheme(StrictRawModel):
     input_activations: QuantizationArgs | None = None
     output_activations: QuantizationArgs | None = None
     format: str | None = None
+    #: Ascend extension read by SGLang (``config_groups.group_1``): the W4A8 MoE clip variant.
+    activation_use_clip: bool | None = None
 
 
 class CompressedTensorsConfig(RawModel):
@@ -162,13 +164,13 @@ def weight_quant(w: QuantizationArgs, fmt: str) -> WeightQuant:
     )
 
 
-def act_quant(a: QuantizationArgs) -> ActQuant:
-    """ActQuant of a group's ``input_activations``."""
+def act_quant(a: QuantizationArgs, *, clip: bool = False) -> ActQuant:
+    """ActQuant of a group's ``input_activations`` (``clip``: the group's ``activation_use_clip``)."""
     strat = strategy_of(a)
     return ActQuant(
         element=element_of(a), bits=max(1, min(a.num_bits, 16)), dynamic=a.dynamic is True or a.dynamic == "local",
         granularity=_GRANULARITY[strat], symmetric=a.symmetric,
-        group_size=a.group_size if a.group_size and a.group_size > 0 else None,
+        group_size=a.group_size if a.group_size and a.group_size > 0 else None, clip=clip,
     )
 
 
@@ -219,8 +221,9 @@ def group_spec(scheme: QuantizationScheme, global_format: str | None) -> QuantSp
         return None
     fmt = scheme.format or (global_format if global_format not in (None, "mixed-precision") else None) \
         or infer_format(scheme)
-    return QuantSpec(scheme=scheme_of(w, a, fmt), label=_label(w, a, fmt), weight=weight_quant(w, fmt),
-                     activation=act_quant(a) if a is not None else None)
+    clip = " activation_use_clip" if scheme.activation_use_clip and a is not None else ""
+    return QuantSpec(scheme=scheme_of(w, a, fmt), label=_label(w, a, fmt) + clip, weight=weight_quant(w, fmt),
+                     activation=act_quant(a, clip=scheme.activation_use_clip is True) if a is not None else None)
 
 
 def _split(patterns: list[str]) -> tuple[list[str], list[str]]:
@@ -274,6 +277,10 @@ def normalise(raw: CompressedTensorsConfig, *, file: str, source: str, prefix: s
             scheme = scheme.model_copy(update={"targets": group})
         else:
             scheme = group
+            if group.activation_use_clip is not None and name != "group_1":
+                findings.append(reason(
+                    Code.FORMAT_NOTE, f"activation_use_clip is set on {name!r}; SGLang reads it only from 'group_1'",
+                    file=file, where=pointer(where, "activation_use_clip")))
         e, r, c = _rules_for(scheme.targets, group_spec(scheme, raw.format), pointer(where, "targets"), file, errors)
         exact += e
         rx += r

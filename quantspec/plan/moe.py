@@ -20,7 +20,7 @@ from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
 from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
-from quantspec.plan.refine import refine
+from quantspec.plan.refine import clip_problems, refine
 from quantspec.vocab import LayerKind, MatrixLayer
 
 #: config.json keys that give the number of routed experts.
@@ -146,6 +146,7 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
     if expert0 is not None:
         v.quant, notes = refine(v.quant, p.s.desc.format, expert0[0], expert0[1])
         v.warnings += notes
+        v.reasons += clip_problems(v.quant, p.s.desc.format, expert0[0], expert0[1])
     p.scheme_for(v, MatrixLayer.MOE)
     if v.spec is not None:
         _contract(p, v, u, ids, group)

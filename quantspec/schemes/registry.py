@@ -296,6 +296,17 @@ _add(F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT,
 _add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,
      transforms=("stack experts to [E, N, K]", "compute scale_bias", "pack int4 pairs along N",
                  "scale fp32 bits to int64"), loaded=LD_W4A8)
+# SGLang's layout (NPUCompressedTensorsW4A8Int8DynamicMoE): ModelSlim's int4 pairs along N, a float
+# weight_offset (zero) and scale_bias; with activation_use_clip an int64 weight_scale (fp32 bits), a
+# float bias [N] used as the scale bias, and w2's alpha (registered by SGLang, never applied).
+CT_W4A8_SGLANG = (
+    _r("weight", E, ("N/2", "K"), "int8"), _r("weight_scale", E, ("N", 1), "float32", "float16", "bfloat16", "int64"),
+    _r("weight_offset", FL, ("N", 1), required=False), *MS_W4A8_MOE_EXTRA[:2], BIAS,
+    _r("alpha", FL, (1,), required=False, moe_group="w2"),
+)
+_add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, LMS4X2, roles=CT_W4A8_SGLANG, kernels=K_MOE_INT, n_from="s0*2",
+     transforms=("unpack int4 pairs along N", *_T_W4A8, "sum scale_bias over this rank's TP slices, or take bias "
+                 "(clip variant)"), loaded=LD_W4A8)
 _add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_MOE_INT,
      weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-8)", "stack experts to [E, N, K]",
                                                           "compute scale_bias", "pack int4 pairs along N"),

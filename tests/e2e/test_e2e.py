@@ -229,3 +229,39 @@ def test_bounds_reject_a_checkpoint_read_with_the_wrong_zero_convention(session:
     module = "model.layers.0.mlp.up_proj"
     w = ref.state[f"{module}.weight"]
     assert max_rel_diff(effective_weight(qm.modules[module], w.size(1), case.dtype), w) > case.bound.weight_err
+
+
+@pytest.mark.parametrize("variant", ["ct_w4a8_dynamic_qwen3moe_sglang", "ct_w4a8_dynamic_qwen3moe_sglang_clip"])
+def test_ct_w4a8_sglang_layouts_load_like_the_library_layout(session: Session, variant: str) -> None:
+    """Both engines' compressed-tensors W4A8 MoE layouts of one export are planned as SGLang's
+    int4 pairs, and load to the logits of compressed-tensors' own int8-per-value layout."""
+    base = session.loaded(next(c for c in CASES if c.id == "ct_w4a8_dynamic_qwen3moe"))
+    other = session.loaded(next(c for c in CASES if c.id == variant))
+    experts = [layer for layer in other.qmodel.plan.layers if layer.kind.value.startswith("moe")]
+    assert experts and all(layer.quant is not None and layer.quant.weight.layout.value == "modelslim_int4x2"
+                           for layer in experts)
+    clip = variant.endswith("clip")
+    assert all(layer.quant is not None and layer.quant.activation is not None
+               and layer.quant.activation.clip is clip for layer in experts)
+    torch.testing.assert_close(other.logits, base.logits, rtol=0.02, atol=0.02)
+
+
+def test_ct_w4a8_clip_flag_that_disagrees_with_the_tensors_is_rejected(session: Session, tmp_path: Path) -> None:
+    """The clip variant's tensors under a config without ``activation_use_clip``: SGLang would cast the
+    int64 scale words into float32 parameters, so every expert group is rejected, naming why."""
+    import shutil
+
+    exp = session.exported(next(c for c in CASES if c.id == "ct_w4a8_dynamic_qwen3moe_sglang_clip"))
+    folder = tmp_path / "noclip"
+    shutil.copytree(exp.path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["quantization_config"]["config_groups"]["group_1"]["activation_use_clip"]
+    (folder / "config.json").write_text(json.dumps(config))
+    plan = quantspec.plan(folder, target="a2")
+    bad = [layer for layer in plan.layers if layer.kind.value.startswith("moe")]
+    assert bad and all(layer.status.value == "rejected" for layer in bad)
+    msg = bad[0].reasons[0]
+    assert msg.code.value == "plan.kernel_constraint"
+    assert msg.message == (
+        "model.layers.0.mlp.experts.0.gate_proj: activation_use_clip is false but weight_scale is int64, the "
+        "non-clip variant stores float32; a bias per expert projection belongs to the clip variant")

@@ -115,3 +115,32 @@ def test_no_groups_is_a_note() -> None:
 def test_example_round_trips_as_json() -> None:
     desc = read(load("ct_w8a8_dynamic.json"))
     assert json.loads(desc.model_dump_json())["format"] == "compressed_tensors"
+
+
+W4A8_W = {"num_bits": 4, "type": "int", "strategy": "channel"}
+W4A8_A = {"num_bits": 8, "type": "int", "strategy": "token", "dynamic": True}
+
+
+def test_activation_use_clip_is_read_into_the_activation_spec_and_label() -> None:
+    data = group(W4A8_W, W4A8_A, "int-quantized")
+    groups = data["config_groups"]
+    assert isinstance(groups, dict)
+    groups["group_1"] = {**groups.pop("group_0"), "activation_use_clip": True}
+    desc = read(data)
+    q = desc.resolve("model.layers.0.mlp.experts.0.down_proj", "Linear").quant
+    assert q is not None and q.activation is not None and q.activation.clip
+    assert q.label.endswith(" activation_use_clip")
+    assert not desc.findings
+
+
+def test_activation_use_clip_outside_group_1_is_noted() -> None:
+    data = group(W4A8_W, W4A8_A, "int-quantized")
+    groups = data["config_groups"]
+    assert isinstance(groups, dict)
+    groups["group_0"]["activation_use_clip"] = False
+    desc = read(data)
+    q = desc.resolve("x.down_proj", "Linear").quant
+    assert q is not None and q.activation is not None and not q.activation.clip
+    assert [(f.code, f.message, f.where) for f in desc.findings] == [(
+        Code.FORMAT_NOTE, "activation_use_clip is set on 'group_0'; SGLang reads it only from 'group_1'",
+        "/quantization_config/config_groups/group_0/activation_use_clip")]

@@ -12,6 +12,11 @@ sglang_ascend.md 4.2, vllm_ascend.md 4.6.1).
   ``8 * sum_k(w * scale)`` (the aclnn A8W4 offset term). Grouped weights (``group_size > 0``)
   fold ``weight_scale * weight_scale_second`` (through fp16, as the references do) into
   ``[E, K/G, N]`` words.
+  compressed-tensors in SGLang's layout (``NPUCompressedTensorsW4A8Int8DynamicMoE``) stores
+  ModelSlim's int4 pairs with ``weight_offset`` and ``scale_bias``; its ``activation_use_clip``
+  variant stores ``weight_scale`` as int64 words (fp32 bits), and a float ``bias [N]`` that is the
+  scale bias as it stands (SGLang assigns ``w13_bias``/``w2_bias`` to the scale-bias slots). Its
+  ``alpha`` is read and not applied: SGLang registers ``w2_alpha`` and never uses it.
 * **W4A4** (ModelSlim): int4 per-token activations (``npu_dynamic_quant(dst_type=quint4x2)``).
 """
 
@@ -26,7 +31,7 @@ from quantspec.description import QuantSpec
 from quantspec.runtime import numerics as nm
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, register_moe
 from quantspec.runtime.ops.base import Ops
-from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, channel_scale
+from quantspec.runtime.schemes.base import FLOAT_DTYPES, TensorSet, bad_tensor, channel_scale, check_finite
 from quantspec.runtime.schemes.weight_only import _ct_packed
 from quantspec.vocab import FormatFamily, Layout, SchemeId
 
@@ -51,7 +56,11 @@ def _scale(ts: TensorSet, quant: QuantSpec, n: int, k: int) -> Tensor:
     ng = k // gs
     if quant.weight.layout == Layout.CT_PACKED:
         return _ct_packed(ts, quant, n, k, 4).scale.t().expand(n, -1).to(torch.float32)
-    s = ts.get("weight_scale", FLOAT_DTYPES, [(n, 1), (n,), (n, ng)], finite=True).reshape(n, -1).to(torch.float32)
+    raw = ts.get("weight_scale", (*FLOAT_DTYPES, torch.int64), [(n, 1), (n,), (n, ng)])
+    if raw.dtype == torch.int64:  # the clip variant: fp32 bits in int64 words
+        raw = nm.int64_to_float_bits(raw)
+    check_finite(ts.name("weight_scale"), raw)
+    s = raw.reshape(n, -1).to(torch.float32)
     for key in ("weight_offset", "weight_offset_second"):
         off = ts.optional(key, (*FLOAT_DTYPES, torch.int64), None)
         if off is not None and bool((off != 0).any()):
@@ -95,7 +104,10 @@ class W4A8Experts(ExpertGroup):
         for p in projs:
             ts = TensorSet(p)
             c, s = _codes(ts, quant, n, k), _scale(ts, quant, n, k)
-            if ts.has("scale_bias"):
+            if quant.activation is not None and quant.activation.clip:
+                bias = ts.get("bias", FLOAT_DTYPES, [(n,)], finite=True).to(torch.float32)
+                ts.optional("alpha", FLOAT_DTYPES, [(1,)])  # read (its shape checked), not applied: see above
+            elif ts.has("scale_bias"):
                 sb = ts.get("scale_bias", FLOAT_DTYPES, None, finite=True)
                 if sb.dim() != 2 or sb.size(0) != n:
                     raise bad_tensor("scale_bias", f"shape {tuple(sb.shape)} is not ({n}, slices)")

@@ -202,6 +202,10 @@ CASES: tuple[Case, ...] = (
     Case("ct_w4a16_qwen3moe", ((CT, "w4a16", "moe"),), Q, CTL, _ct(CTRecipe.W4A16_EXPERTS), W4_ONLY, reference_by=CTL),
     Case("ct_w4a8_dynamic_qwen3moe", ((CT, "w8a8_dynamic", "linear"), (CT, "w4a8_dynamic", "moe")), Q, CTL,
          _ct(CTRecipe.W4A8_MOE), W4A8, reference_by=CTL),
+    Case("ct_w4a8_dynamic_qwen3moe_sglang", ((CT, "w8a8_dynamic", "linear"), (CT, "w4a8_dynamic", "moe")), Q,
+         f"{CTL}, experts rewritten to SGLang's layout", _ct(CTRecipe.W4A8_MOE_SGLANG), W4A8, reference_by=CTL),
+    Case("ct_w4a8_dynamic_qwen3moe_sglang_clip", ((CT, "w8a8_dynamic", "linear"), (CT, "w4a8_dynamic", "moe")), Q,
+         f"{CTL}, SGLang's activation_use_clip layout", _ct(CTRecipe.W4A8_MOE_SGLANG_CLIP), W4A8, reference_by=CTL),
     # ---------------------------------------------------------------- GGUF (gguf-py)
     Case("gguf_q8_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q8_0), W8_ONLY, reference_by=GGL),
     Case("gguf_q4_0_llama", ((GG, "gguf", "linear"),), L, GGL, _gguf(QT.Q4_0), Q4_0, reference_by=GGL),

@@ -16,6 +16,7 @@ The producer's own decompression of the written folder is
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from compressed_tensors.quantization import (  # type: ignore[import-untyped]
     preset_name_to_scheme,
 )
 from compressed_tensors.quantization.utils import calculate_qparams  # type: ignore[import-untyped]
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
@@ -61,6 +62,11 @@ class CTRecipe(StrEnum):
     #: Attention W8A8 (group_0) and experts W4A8 per channel with dynamic int8 tokens (group_1),
     #: the two-group layout SGLang's ``NPUCompressedTensorsW4A8Int8DynamicMoE`` reads.
     W4A8_MOE = "w4a8_moe"
+    #: The same export with the experts rewritten to SGLang's layout (int4 pairs along N,
+    #: ``weight_offset``, ``scale_bias``) ...
+    W4A8_MOE_SGLANG = "w4a8_moe_sglang"
+    #: ... and to its ``activation_use_clip`` variant (int64 scale words, ``bias``, ``alpha``).
+    W4A8_MOE_SGLANG_CLIP = "w4a8_moe_sglang_clip"
 
 
 def _w4a8_channel(targets: list[str]) -> QuantizationScheme:
@@ -81,7 +87,7 @@ def recipe_config(recipe: CTRecipe) -> QuantizationConfig:
             groups = {"group_0": preset_name_to_scheme("W4A16", [EXPERTS_RE])}
         case CTRecipe.W8A8:
             groups = {"group_0": preset_name_to_scheme("W8A8", ["Linear"])}
-        case CTRecipe.W4A8_MOE:
+        case CTRecipe.W4A8_MOE | CTRecipe.W4A8_MOE_SGLANG | CTRecipe.W4A8_MOE_SGLANG_CLIP:
             groups = {"group_0": preset_name_to_scheme("W8A8", [ATTENTION_RE]), "group_1": _w4a8_channel([EXPERTS_RE])}
     return QuantizationConfig(config_groups=groups, ignore=list(IGNORE))
 
@@ -151,7 +157,51 @@ def export_compressed_tensors(model: PreTrainedModel, arch: TinyArch, out: Path,
     write_folder(out, model, tensors)
     compressor.update_config(str(out))
     kept = tuple(m for m in linear_modules(state) if m not in quantized and module_kind(m) != "embedding")
-    return Exported(out, arch, quantized=tuple(quantized), float_linears=kept, reference=ct_dequantized(out))
+    reference = ct_dequantized(out)
+    if recipe in (CTRecipe.W4A8_MOE_SGLANG, CTRecipe.W4A8_MOE_SGLANG_CLIP):
+        to_sglang_w4a8(out, clip=recipe is CTRecipe.W4A8_MOE_SGLANG_CLIP)
+    return Exported(out, arch, quantized=tuple(quantized), float_linears=kept, reference=reference)
+
+
+_SCALE_BIAS_SLICES = 16
+
+
+def to_sglang_w4a8(folder: Path, *, clip: bool) -> None:
+    """Rewrite the int4 experts of a compressed-tensors W4A8 folder into the tensors SGLang's
+    ``NPUCompressedTensorsW4A8Int8DynamicMoE`` creates (``compressed_tensors_w4a8_int8_moe.py``).
+
+    Per expert projection: ``weight`` int8 ``[N/2, K]`` (two int4 per byte along N, low nibble
+    first, as its ``view(int32)`` repack expects), ``weight_offset`` float32 zeros ``[N, 1]``, and
+    either ``scale_bias`` (``8 * sum_k(w * s)``: ``[N, 1]`` for gate/up, ``[N, 16]`` TP slices for
+    down) with a float32 ``weight_scale``, or (``clip``) the scale as int64 fp32-bit words, a float
+    ``bias [N]`` and, for down, ``alpha [1]``; ``activation_use_clip`` is set on ``group_1``.
+    """
+    from quantspec.runtime import numerics as nm
+
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    experts = sorted({n.rpartition(".")[0] for n in tensors
+                      if ".experts." in n and n.endswith(".weight") and tensors[n].dtype == torch.int8})
+    for m in experts:
+        q, s = tensors[f"{m}.weight"], tensors[f"{m}.weight_scale"].to(torch.float32)
+        per = q.to(torch.float32) * s
+        tensors[f"{m}.weight"] = nm.pack_int4_pairs(q, dim=0)
+        tensors[f"{m}.weight_offset"] = torch.zeros_like(s)
+        if clip:
+            tensors[f"{m}.weight_scale"] = nm.float_bits_to_int64(s)
+            tensors[f"{m}.bias"] = 8.0 * per.sum(1)
+            if m.endswith("down_proj"):
+                tensors[f"{m}.alpha"] = torch.ones(1)
+        elif m.endswith("down_proj"):
+            tensors[f"{m}.scale_bias"] = 8.0 * per.reshape(q.size(0), _SCALE_BIAS_SLICES, -1).sum(-1)
+        else:
+            tensors[f"{m}.scale_bias"] = 8.0 * per.sum(1, keepdim=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    if clip:
+        cfg_path = folder / "config.json"
+        config = json.loads(cfg_path.read_text())
+        config["quantization_config"]["config_groups"]["group_1"]["activation_use_clip"] = True
+        cfg_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def ct_dequantized(folder: Path) -> dict[str, Tensor]:

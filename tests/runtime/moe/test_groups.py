@@ -42,6 +42,30 @@ def _scale_bias(w: Tensor, group: str) -> dict[str, Tensor]:
     return t
 
 
+def _ct_w4a8_sglang(w: Tensor, group: str) -> dict[str, Tensor]:
+    """SGLang's compressed-tensors W4A8 layout: ModelSlim's pairs, a zero float weight_offset, scale_bias."""
+    t = _scale_bias(w, group)
+    return {**t, "weight_scale": t["weight_scale"].to(torch.float32),
+            "weight_offset": torch.zeros_like(t["weight_scale"], dtype=torch.float32)}
+
+
+def _ct_w4a8_sglang_clip(w: Tensor, group: str) -> dict[str, Tensor]:
+    """The activation_use_clip variant: int64 scale words, a float bias [N] as the scale bias, alpha."""
+    t = W.modelslim_w4a4_dynamic(w, pairs=True)
+    q = nm.unpack_int4_pairs(t["weight"], dim=0).to(torch.float32)
+    s = t["weight_scale"].to(torch.float32)
+    out = {"weight": t["weight"], "weight_scale": nm.float_bits_to_int64(s),
+           "weight_offset": torch.zeros_like(s), "bias": 8.0 * (q * s).sum(1)}
+    if group == "w2":
+        out["alpha"] = torch.ones(1)
+    return out
+
+
+def _clip(q: QuantSpec) -> QuantSpec:
+    assert q.activation is not None
+    return q.model_copy(update={"activation": q.activation.model_copy(update={"clip": True})})
+
+
 def _ct_w4a8(w: Tensor, group: str) -> dict[str, Tensor]:
     t = W.modelslim_w4a4_dynamic(w)
     return {"weight": t["weight"], "weight_scale": t["weight_scale"]}
@@ -56,6 +80,10 @@ CASES: list[Case] = [
      lambda w, g: W.ct_int8(w), 0.03),
     ("ms_w4a8_pairs", F.MODELSLIM, S.W4A8_DYNAMIC, _q(S.W4A8_DYNAMIC, Layout.MODELSLIM_INT4X2, 4), _scale_bias, 0.2),
     ("ct_w4a8", F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, _q(S.W4A8_DYNAMIC, Layout.CT_INT, 4), _ct_w4a8, 0.2),
+    ("ct_w4a8_sglang", F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, _q(S.W4A8_DYNAMIC, Layout.MODELSLIM_INT4X2, 4),
+     _ct_w4a8_sglang, 0.2),
+    ("ct_w4a8_sglang_clip", F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC,
+     _clip(_q(S.W4A8_DYNAMIC, Layout.MODELSLIM_INT4X2, 4)), _ct_w4a8_sglang_clip, 0.2),
     ("ms_w4a4", F.MODELSLIM, S.W4A4_DYNAMIC, _q(S.W4A4_DYNAMIC, Layout.MODELSLIM_INT4, 4),
      lambda w, g: W.modelslim_w4a4_dynamic(w), 0.3),
     ("ms_w4a4_pairs", F.MODELSLIM, S.W4A4_DYNAMIC, _q(S.W4A4_DYNAMIC, Layout.MODELSLIM_INT4X2, 4),
@@ -140,3 +168,20 @@ def test_registry_covers_every_moe_matrix_cell() -> None:
     for entry in load_matrix().entries:
         if entry.layer is MatrixLayer.MOE and any(entry.status.get(g) is not Status.UNSUPPORTED for g in NpuGen):
             assert (entry.family, entry.scheme) in keys, entry.key
+
+
+def test_ct_w4a8_layouts_of_both_engines_compute_the_same_experts() -> None:
+    """vLLM-Ascend's one-int4-per-byte layout and SGLang's pairs (with and without the clip variant) hold the
+    same values: the built experts agree to float32 rounding of the scale bias."""
+    by_id = {c[0]: c for c in CASES}
+    ws = expert_weights()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(7, H, generator=gen).to(torch.bfloat16)
+    idx = torch.stack([torch.randperm(E, generator=gen)[:2] for _ in range(7)])
+    wt = torch.softmax(torch.randn(7, 2, generator=gen), -1)
+    outs = []
+    for name in ("ct_w4a8", "ct_w4a8_sglang", "ct_w4a8_sglang_clip"):
+        _, family, scheme, quant, write, _ = by_id[name]
+        outs.append(build_experts(family, scheme, quant, write, ws)(x, idx, wt).float())
+    for other in outs[1:]:
+        torch.testing.assert_close(other, outs[0], rtol=1e-2, atol=1e-3)
