@@ -36,7 +36,8 @@ class HfCase:
     #: auto-round fails on CPU for this case: a fragment of its error (docs/e2e.md lists it).
     producer_error: str | None = None
     #: ``auto-round`` or ``llm-compressor``; for llm-compressor ``fmt`` is the preset scheme
-    #: (``W8A8``, ``W4A16``, ``FP8_DYNAMIC``...) of a data-free ``oneshot`` and the reference is
+    #: (``W8A8``, ``W4A16``, ``FP8_DYNAMIC``...) of a data-free ``oneshot``, or ``W8A8_STATIC`` /
+    #: ``W8A8_ASYM`` (``hf_job._custom_scheme``; static is calibrated), and the reference is
     #: compressed-tensors' own decompression of the saved checkpoint (float activations).
     producer: str = "auto-round"
     #: Modules llm-compressor leaves float (``ignore``).
@@ -71,6 +72,13 @@ CASES: tuple[HfCase, ...] = (
            producer="auto-round-model-free", rejects="plan.producer_defect"),
     HfCase("lc_w8a8_llama_bf16", "llama", "bfloat16", "W8A8", 8, -1, True, producer="llm-compressor",
            target="a3", ref_bound=0.055, float_bound=0.06),
+    # Static per-tensor int8 activations (calibrated on 8 in-memory rows): vLLM-Ascend's W8A8 path.
+    HfCase("lc_w8a8_static_llama_bf16", "llama", "bfloat16", "W8A8_STATIC", 8, -1, True, producer="llm-compressor",
+           target="a3", allow_untested=True, ref_bound=0.07, float_bound=0.07),
+    # Asymmetric int8 weights and activations: both engines take only symmetric int8 (vLLM-Ascend's
+    # _detect_quant_type raises NotImplementedError at load), so quantspec rejects it at plan time.
+    HfCase("lc_w8a8_asym_llama_bf16", "llama", "bfloat16", "W8A8_ASYM", 8, -1, False, producer="llm-compressor",
+           target="a3", rejects="plan.no_scheme"),
     HfCase("lc_w4a16_qwen2_bf16", "qwen2", "bfloat16", "W4A16", 4, 128, True, producer="llm-compressor",
            target="a3", allow_untested=True),
     HfCase("lc_w4a16_asym_llama_bias_fp16", "llama_bias", "float16", "W4A16_ASYM", 4, 128, False,

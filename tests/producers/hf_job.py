@@ -98,12 +98,39 @@ def _llm_compressor(case: HfCase, float_dir: Path, tok: Any, export: Path, ids: 
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(float_dir, dtype=getattr(torch, case.dtype))
-    oneshot(model=model, recipe=QuantizationModifier(targets="Linear", scheme=case.fmt, ignore=list(case.ignore)))
+    custom = _custom_scheme(case.fmt)
+    if custom is None:
+        oneshot(model=model, recipe=QuantizationModifier(targets="Linear", scheme=case.fmt, ignore=list(case.ignore)))
+    else:  # static activations need calibration: a few in-memory token rows, nothing from a hub
+        from datasets import Dataset
+
+        gen = torch.Generator().manual_seed(SEED + 1)
+        rows = [torch.randint(0, VOCAB - 2, (16,), generator=gen).tolist() for _ in range(8)]
+        data = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * 16 for _ in rows]})
+        oneshot(model=model, processor=tok, dataset=data, num_calibration_samples=len(rows), max_seq_length=16,
+                recipe=QuantizationModifier(config_groups={"group_0": custom}, ignore=list(case.ignore)))
     with torch.no_grad():
         sim = model.to(torch.float32)(input_ids=ids).logits.float()
     model.to(getattr(torch, case.dtype)).save_pretrained(export, save_compressed=True)
     tok.save_pretrained(export)
     return sim
+
+
+def _custom_scheme(fmt: str) -> Any:
+    """The int8 schemes no llm-compressor preset names: static per-tensor activations, asymmetric."""
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+
+    if fmt == "W8A8_STATIC":
+        return QuantizationScheme(
+            targets=["Linear"], weights=QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel"),
+            input_activations=QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="tensor",
+                                               dynamic=False))
+    if fmt == "W8A8_ASYM":
+        return QuantizationScheme(
+            targets=["Linear"], weights=QuantizationArgs(num_bits=8, type="int", symmetric=False, strategy="channel"),
+            input_activations=QuantizationArgs(num_bits=8, type="int", symmetric=False, strategy="token",
+                                               dynamic=True))
+    return None
 
 
 def run_case(case: HfCase, root: Path) -> None:
