@@ -245,6 +245,14 @@ class MatchKind(StrEnum):
     CLASS_NAME = "class_name"
 
 
+class DefectId(StrEnum):
+    """Known producer defects (``plan/defects.yaml``), one checker each."""
+
+    MSMODELSLIM_DROPS_ROUTER_BUFFERS = "msmodelslim_drops_router_buffers"
+    MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE = "msmodelslim_v1_float_model_quant_type"
+    AUTO_ROUND_MODEL_FREE_ASYM_ZERO_POINT = "auto_round_model_free_asym_zero_point"
+
+
 class Backend(StrEnum):
     """Op backend of the runtime."""
 

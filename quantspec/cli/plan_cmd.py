@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     p.add_argument("--allow-untested", action="store_true",
                    help="accept untested and in-progress matrix cells (recorded in the plan)")
     p.add_argument("--quantization", help="online quantization of a float checkpoint (mxfp8), or the format name")
+    p.add_argument("--producer-fix", action="append", default=[], metavar="DEFECT",
+                   help="repair a known producer defect instead of rejecting it (repeatable; recorded in the plan)")
     p.add_argument("--format", dest="fmt", choices=["table", "json", "md"], default="table")
     p.add_argument("--layer", metavar="REGEX", help="show only layers whose name matches (re.search)")
     p.set_defaults(func=_run)
@@ -46,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         except re.error as exc:
             raise InvalidInput(reason(Code.USAGE, f"--layer: invalid regular expression: {exc}")) from None
     result = plan(args.model_dir, target=args.target, tp=args.tp, allow_untested=args.allow_untested,
-                  quantization=args.quantization)
+                  quantization=args.quantization, producer_fixes=args.producer_fix)
     if layer_re is not None:
         shown = tuple(layer for layer in result.layers if layer_re.search(layer.name))
         result = result.model_copy(update={"layers": shown, "summary": summarize(shown)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from quantspec.plan.inventory import Inventory, read_inventory
 from quantspec.plan.model import PLAN_VERSION, Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
 from quantspec.plan.planner import Planner, Setting
 from quantspec.schemes import FLOAT_DTYPES
-from quantspec.vocab import Domain, FormatFamily, NpuGen, Status
+from quantspec.vocab import DefectId, Domain, FormatFamily, NpuGen, Status
 
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
@@ -25,10 +26,29 @@ _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp3
 BLOCKING = frozenset({Code.FORMAT_MISNAMED})
 
 
-def policy_for(allow_untested: bool) -> PlanPolicy:
-    """The planning policy: supported cells only, or also untested / in-progress ones."""
+def policy_for(allow_untested: bool, producer_fixes: tuple[DefectId, ...] = ()) -> PlanPolicy:
+    """The planning policy: supported cells only, or also untested / in-progress ones; and the
+    producer defects to repair instead of reject."""
     statuses = (Status.SUPPORTED, Status.UNTESTED, Status.IN_PROGRESS) if allow_untested else (Status.SUPPORTED,)
-    return PlanPolicy(allow_untested=allow_untested, accepted_statuses=statuses)
+    return PlanPolicy(allow_untested=allow_untested, accepted_statuses=statuses, producer_fixes=producer_fixes)
+
+
+def _producer_fixes(names: Iterable[DefectId | str]) -> tuple[DefectId, ...]:
+    from quantspec.plan.defects import REPAIRS
+
+    out: list[DefectId] = []
+    for name in names:
+        try:
+            d = DefectId(name)
+        except ValueError:
+            d = None
+        if d is None or d not in REPAIRS:
+            known = ", ".join(sorted(i.value for i in REPAIRS))
+            raise InvalidInput(reason(Code.USAGE, f"--producer-fix: {name!r} is not a repairable producer defect",
+                                      hint=f"one of: {known} (see docs/planner.md, producer defects)"))
+        if d not in out:
+            out.append(d)
+    return tuple(out)
 
 
 def _config(model_dir: Path) -> dict[str, Any]:
@@ -80,7 +100,7 @@ def _plan_one(model_dir: Path, *, target: NpuGen, tp: int, policy: PlanPolicy, m
     setting = Setting(desc=desc, matrix=matrix, target=target, tp=tp, policy=policy, domain=dom,
                       model_type=model_type, model_dtype=model_dtype, config=config, component=component)
     layers = Planner(setting, inv).plan()
-    layers, defects = check_defects(DefectContext(desc=desc, config=config, layers=layers))
+    layers, defects = check_defects(DefectContext(desc=desc, config=config, layers=layers), policy.producer_fixes)
     findings += defects
     comp = PlanComponent(name=component or model_dir.name, path=str(model_dir), format=desc.format,
                          source=desc.source, model_type=model_type, model_dtype=model_dtype)
@@ -95,6 +115,7 @@ def plan(
     allow_untested: bool = False,
     quantization: str | None = None,
     matrix: SupportMatrix | None = None,
+    producer_fixes: Iterable[DefectId | str] = (),
 ) -> Plan:
     """Plan ``model_dir`` for ``target`` from metadata only (no tensor data, no torch).
 
@@ -102,6 +123,8 @@ def plan(
     warnings) or rejected with all its reasons. Raises :class:`~quantspec.errors.InvalidInput`
     only for unreadable or malformed input; unsupported layers are rejections, not errors.
     A Diffusers pipeline folder (``model_index.json``) is planned component by component.
+    ``producer_fixes`` names known producer defects to repair instead of reject (recorded in
+    ``plan.policy``; see ``quantspec/plan/defects.yaml``).
     """
     # Planning allocates hundreds of thousands of small acyclic objects (header entries, tensor
     # infos, rules); the cyclic GC would rescan them repeatedly for nothing (~30% of the time on
@@ -110,14 +133,14 @@ def plan(
     gc.disable()
     try:
         return _plan(model_dir, target=target, tp=tp, allow_untested=allow_untested, quantization=quantization,
-                     matrix=matrix)
+                     matrix=matrix, producer_fixes=_producer_fixes(producer_fixes))
     finally:
         if enabled:
             gc.enable()
 
 
 def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, allow_untested: bool, quantization: str | None,
-          matrix: SupportMatrix | None) -> Plan:
+          matrix: SupportMatrix | None, producer_fixes: tuple[DefectId, ...]) -> Plan:
     from quantspec import __version__
 
     root = Path(model_dir)
@@ -130,7 +153,7 @@ def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, allow_unteste
                                   hint=f"one of {', '.join(g.value for g in NpuGen)}")) from None
     if tp < 1:
         raise InvalidInput(reason(Code.USAGE, f"--tp must be >= 1, got {tp}"))
-    policy = policy_for(allow_untested)
+    policy = policy_for(allow_untested, producer_fixes)
     matrix = matrix or load_matrix()
     kw: dict[str, Any] = {"target": gen, "tp": tp, "policy": policy, "matrix": matrix, "quantization": quantization}
     if (root / "model_index.json").is_file():

@@ -2,7 +2,10 @@
 
 A defect is identified from the checkpoint's own metadata (description header, ``config.json``,
 the planned layers' tensors). A ``reject`` defect adds a ``plan.producer_defect`` reason to each
-affected layer; a ``warn`` defect becomes a plan finding. Each message names the producer, what is
+affected layer; a ``warn`` defect becomes a plan finding. A defect with a ``repair`` can instead be
+repaired when the caller asks for it by id (``--producer-fix ID``, recorded in the plan's
+policy): the affected layers are accepted with the repair in their quantization, transforms and
+warnings, so that the loader applies it because the plan says so. Each message names the producer, what is
 wrong and the fix, so that a user never loads a checkpoint a producer is known to write wrong.
 """
 
@@ -10,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
@@ -20,15 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, Reason, reason
 from quantspec.plan.model import PlannedLayer
-from quantspec.vocab import FormatFamily, LayerKind
-
-
-class DefectId(StrEnum):
-    """Known producer defects (one checker each)."""
-
-    MSMODELSLIM_DROPS_ROUTER_BUFFERS = "msmodelslim_drops_router_buffers"
-    MSMODELSLIM_V1_FLOAT_MODEL_QUANT_TYPE = "msmodelslim_v1_float_model_quant_type"
-    AUTO_ROUND_MODEL_FREE_ASYM_ZERO_POINT = "auto_round_model_free_asym_zero_point"
+from quantspec.vocab import DefectId, FormatFamily, LayerKind, ZeroPoint
 
 
 class Defect(BaseModel):
@@ -44,6 +38,8 @@ class Defect(BaseModel):
     fix: str
     severity: Literal["reject", "warn"]
     source: str
+    #: What ``--producer-fix <id>`` does instead of rejecting (None: no repair exists).
+    repair: str | None = None
 
 
 class DefectTable(BaseModel):
@@ -127,11 +123,31 @@ CHECKERS: dict[DefectId, Checker] = {
 }
 
 
-def check_defects(ctx: Context) -> tuple[list[PlannedLayer], list[Reason]]:
-    """The layers with each ``reject`` defect's reason added (and rejected), and the ``warn`` findings."""
+def _zero_plus_one(layer: PlannedLayer, d: Defect) -> PlannedLayer:
+    """Decode the stored zero points as stored + 1 (the GPTQ v1 convention the producer actually wrote)."""
+    q = layer.quant
+    if q is None or q.weight.zero_point is not ZeroPoint.TRUE:
+        return layer
+    w = q.weight.model_copy(update={"zero_point": ZeroPoint.MINUS_ONE})
+    return layer.model_copy(update={
+        "quant": q.model_copy(update={"weight": w}),
+        "transforms": (*layer.transforms, f"zeros + 1 (--producer-fix {d.id.value})"),
+    })
+
+
+#: The repair of each repairable defect (``repair`` in ``defects.yaml``; a test binds the two).
+REPAIRS: dict[DefectId, Callable[[PlannedLayer, Defect], PlannedLayer]] = {
+    DefectId.AUTO_ROUND_MODEL_FREE_ASYM_ZERO_POINT: _zero_plus_one,
+}
+
+
+def check_defects(ctx: Context, fixes: tuple[DefectId, ...] = ()) -> tuple[list[PlannedLayer], list[Reason]]:
+    """The layers with each ``reject`` defect's reason added (and rejected), or repaired when its id is in
+    ``fixes``; and the ``warn`` findings."""
     from quantspec.plan.model import LayerStatus
 
     by_layer: dict[str, list[Reason]] = {}
+    repairs: dict[str, list[Defect]] = {}
     findings: list[Reason] = []
     for d in load_defects().defects:
         for name in CHECKERS[d.id](ctx):
@@ -139,12 +155,20 @@ def check_defects(ctx: Context) -> tuple[list[PlannedLayer], list[Reason]]:
                        where=name, hint=d.fix)
             if d.severity == "warn" or name is None:
                 findings.append(r)
+            elif d.id in fixes and d.id in REPAIRS:
+                repairs.setdefault(name, []).append(d)
             else:
                 by_layer.setdefault(name, []).append(r)
-    if not by_layer:
+    if not by_layer and not repairs:
         return ctx.layers, findings
     out = []
-    for layer in ctx.layers:
+    for planned in ctx.layers:
+        layer = planned
+        for d in repairs.get(layer.name, ()):
+            layer = REPAIRS[d.id](layer, d)
+            layer = layer.model_copy(update={"warnings": (*layer.warnings, reason(
+                Code.PLAN_PRODUCER_DEFECT, f"{d.producer} defect {d.id.value} repaired by --producer-fix: {d.repair}",
+                where=layer.name, hint=d.fix))})
         extra = by_layer.get(layer.name)
         out.append(layer if not extra else layer.model_copy(update={
             "status": LayerStatus.REJECTED, "reasons": (*layer.reasons, *extra), "quant": None,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantspec.description import KVCacheQuant, QuantSpec
 from quantspec.errors import Reason
-from quantspec.vocab import Domain, FormatFamily, LayerKind, NpuGen, ParallelMode, SchemeId, Status
+from quantspec.vocab import DefectId, Domain, FormatFamily, LayerKind, NpuGen, ParallelMode, SchemeId, Status
 
 PLAN_VERSION: Literal[1] = 1
 
@@ -52,6 +52,9 @@ class PlanPolicy(_Frozen):
     accepted_statuses: tuple[Status, ...] = (Status.SUPPORTED,)
     #: Fallbacks the planner is allowed to apply (each use shows up in the layer's warnings).
     fallbacks: tuple[Fallback, ...] = (Fallback.ND_LAYOUT, Fallback.DEQUANTIZE_AT_LOAD, Fallback.PERMUTE_K)
+    #: Known producer defects to repair instead of reject (``--producer-fix``); each repaired layer
+    #: says so in its warnings and transforms.
+    producer_fixes: tuple[DefectId, ...] = ()
 
 
 class PlannedLayer(_Frozen):

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 import quantspec
-from quantspec.plan.defects import CHECKERS, DefectId, load_defects
+from quantspec.errors import InvalidInput
+from quantspec.plan.defects import CHECKERS, REPAIRS, load_defects
 from quantspec.plan.model import LayerStatus
+from quantspec.vocab import DefectId, ZeroPoint
 from tests.plan.builders import build_modelslim
 from tests.plan.fixtures import deepseek_moe
 
@@ -18,6 +20,7 @@ def test_every_defect_has_data_and_a_checker() -> None:
     ids = [d.id for d in load_defects().defects]
     assert sorted(ids) == sorted(DefectId) == sorted(CHECKERS)
     assert len(ids) == len(set(ids))
+    assert sorted(d.id for d in load_defects().defects if d.repair) == sorted(REPAIRS)
 
 
 def _old_api_deepseek(root: Path) -> Path:
@@ -73,10 +76,32 @@ def test_auto_round_model_free_asym_zero_point(tmp_path: Path, version: str, fla
     qcfg = {"quant_method": "auto-round", "packing_format": "auto_round", "bits": 4, "group_size": 32, "sym": False,
             "iters": 0, "model_free": True, "autoround_version": version}
     config = {"model_type": "llama", "torch_dtype": "float16", "num_hidden_layers": 1, "hidden_size": h}
-    plan = quantspec.plan(_hf(tmp_path / "m", tensors, qcfg, config), target="a2")
+    root = _hf(tmp_path / "m", tensors, qcfg, config)
+    plan = quantspec.plan(root, target="a2")
     layer = plan.layer("model.layers.0.self_attn.o_proj")
     codes = [r.code.value for r in layer.reasons]
     assert ("plan.producer_defect" in codes) is flagged
     if flagged:
-        assert layer.reasons[-1].hint == ("re-export with auto-round >= 0.16.0, or without model-free mode "
-                                          "(--disable_model_free), or symmetric weights")
+        assert layer.reasons[-1].hint == (
+            "re-export with auto-round >= 0.16.0, or without model-free mode (--disable_model_free), or symmetric "
+            "weights; or plan and load with --producer-fix auto_round_model_free_asym_zero_point")
+    # The explicit repair: accepted, zero points decoded as stored + 1, and the plan says so.
+    fixed = quantspec.plan(root, target="a2", producer_fixes=["auto_round_model_free_asym_zero_point"])
+    assert fixed.policy.producer_fixes == (DefectId.AUTO_ROUND_MODEL_FREE_ASYM_ZERO_POINT,)
+    layer = fixed.layer("model.layers.0.self_attn.o_proj")
+    assert layer.status is LayerStatus.ACCEPTED and layer.quant is not None
+    assert layer.quant.weight.zero_point is (ZeroPoint.MINUS_ONE if flagged else ZeroPoint.TRUE)
+    repaired = [w.message for w in layer.warnings if w.code.value == "plan.producer_defect"]
+    assert repaired == ([
+        "auto-round defect auto_round_model_free_asym_zero_point repaired by --producer-fix: every zero point is "
+        "decoded as stored + 1 (the auto_round:auto_gptq convention the exporter used)"] if flagged else [])
+    assert (layer.transforms[-1] == "zeros + 1 (--producer-fix auto_round_model_free_asym_zero_point)") is flagged
+
+
+def test_producer_fix_names_only_repairable_defects(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as err:
+        quantspec.plan(tmp_path, target="a2", producer_fixes=["msmodelslim_drops_router_buffers"])
+    [r] = err.value.reasons
+    assert r.code.value == "input.usage"
+    assert r.message == "--producer-fix: 'msmodelslim_drops_router_buffers' is not a repairable producer defect"
+    assert r.hint == "one of: auto_round_model_free_asym_zero_point (see docs/planner.md, producer defects)"

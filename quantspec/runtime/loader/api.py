@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from quantspec.runtime.loader.progress import progress_bar
 from quantspec.runtime.loader.reader import TensorReader, refuse_pickle
 from quantspec.runtime.loader.target import backend_ops, resolve_dtype, resolve_target
 from quantspec.runtime.loader.tp import TensorParallel
-from quantspec.vocab import FormatFamily, LayerKind, NpuGen, SchemeId
+from quantspec.vocab import DefectId, FormatFamily, LayerKind, NpuGen, SchemeId
 
 
 def rejection(plan: Plan) -> PlanRejected:
@@ -72,6 +73,7 @@ def load_quantized(
     tp_size: int = 1,
     allow_untested: bool = False,
     quantization: str | None = None,
+    producer_fixes: Iterable[DefectId | str] = (),
     progress: bool = True,
 ) -> QuantizedModel:
     """Plan ``model_dir``, then stream its weights into executable modules.
@@ -84,6 +86,7 @@ def load_quantized(
     * ``tp_rank``/``tp_size``: load only this rank's tensor-parallel shard.
     * ``allow_untested``: accept ``untested``/``in_progress`` matrix cells.
     * ``quantization``: ``"mxfp8"`` quantizes an unquantized checkpoint online (A5 only).
+    * ``producer_fixes``: known producer defects to repair as the plan records it (``--producer-fix``).
     * ``progress``: draw a progress bar when stderr is a terminal.
 
     Raises :class:`~quantspec.errors.PlanRejected` with every reason before reading any weight
@@ -99,7 +102,8 @@ def load_quantized(
         refuse_pickle(root)
     from quantspec.plan import plan as make_plan
 
-    plan = make_plan(root, target=gen, tp=tp_size, allow_untested=allow_untested, quantization=quantization)
+    plan = make_plan(root, target=gen, tp=tp_size, allow_untested=allow_untested, quantization=quantization,
+                     producer_fixes=producer_fixes)
     if not plan.accepted:
         raise rejection(plan)
     check_executable(plan)

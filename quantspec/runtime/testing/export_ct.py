@@ -192,7 +192,9 @@ def to_sglang_w4a8(folder: Path, *, clip: bool) -> None:
             tensors[f"{m}.bias"] = 8.0 * per.sum(1)
             if m.endswith("down_proj"):
                 tensors[f"{m}.alpha"] = torch.ones(1)
-        elif m.endswith("down_proj"):
+            continue
+        tensors[f"{m}.weight_scale"] = s  # SGLang's parameter is float32
+        if m.endswith("down_proj"):
             tensors[f"{m}.scale_bias"] = 8.0 * per.reshape(q.size(0), _SCALE_BIAS_SLICES, -1).sum(-1)
         else:
             tensors[f"{m}.scale_bias"] = 8.0 * per.sum(1, keepdim=True)

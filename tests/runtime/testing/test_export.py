@@ -139,7 +139,10 @@ def test_auto_round_side_file_and_packings(tmp_path: Path) -> None:
     assert torch.all(t["model.layers.0.mlp.up_proj.qzeros"].view(torch.uint32) == 0x88888888)
 
 
-@pytest.mark.parametrize("recipe", list(CTRecipe))
+SGLANG = (CTRecipe.W4A8_MOE_SGLANG, CTRecipe.W4A8_MOE_SGLANG_CLIP)
+
+
+@pytest.mark.parametrize("recipe", [r for r in CTRecipe if r not in SGLANG])
 def test_compressed_tensors_library_output(tmp_path: Path, recipe: CTRecipe) -> None:
     arch = TinyArch.QWEN3_MOE
     exp = export_compressed_tensors(_model(arch), arch, tmp_path, recipe)
@@ -163,6 +166,27 @@ def test_compressed_tensors_library_output(tmp_path: Path, recipe: CTRecipe) -> 
     for module, w in exp.reference.items():
         assert max_rel_diff(w, state[f"{module}.weight"]) <= half_step + 2 * 2**-8, module
     assert set(ct_dequantized(tmp_path)) == set(exp.quantized)
+
+
+@pytest.mark.parametrize("recipe", SGLANG)
+def test_sglang_w4a8_rewrite_has_the_parameters_sglang_creates(tmp_path: Path, recipe: CTRecipe) -> None:
+    arch = TinyArch.QWEN3_MOE
+    export_compressed_tensors(_model(arch), arch, tmp_path, recipe)
+    qcfg, t = _qcfg(tmp_path), _tensors(tmp_path)
+    clip = recipe is CTRecipe.W4A8_MOE_SGLANG_CLIP
+    groups = qcfg["config_groups"]
+    assert isinstance(groups, dict) and groups["group_1"].get("activation_use_clip", False) is clip
+    for proj, n, k in (("gate_proj", 256, 256), ("down_proj", 256, 256)):
+        m = f"model.layers.1.mlp.experts.3.{proj}"
+        assert t[f"{m}.weight"].dtype == torch.int8 and tuple(t[f"{m}.weight"].shape) == (n // 2, k)
+        assert t[f"{m}.weight_scale"].dtype == (torch.int64 if clip else torch.float32)
+        assert tuple(t[f"{m}.weight_offset"].shape) == (n, 1) and not t[f"{m}.weight_offset"].any()
+        if clip:
+            assert tuple(t[f"{m}.bias"].shape) == (n,) and f"{m}.scale_bias" not in t
+            assert (f"{m}.alpha" in t) is (proj == "down_proj")
+        else:
+            assert tuple(t[f"{m}.scale_bias"].shape) == ((n, 16) if proj == "down_proj" else (n, 1))
+    assert t["model.layers.0.self_attn.o_proj.weight"].shape == (256, 256)  # attention (W8A8) untouched
 
 
 def test_gguf_permutation_is_convert_hf_to_gguf_s() -> None:
