@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,10 +37,31 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: Longest file name taken from a checkpoint's own files (index weight maps, descriptions).
+MAX_NAME_CHARS = 1024
+
+
+def check_name(name: str, *, file: str, where: str | None = None, what: str = "file name") -> None:
+    """Refuse a file name from a checkpoint's own metadata that cannot name a file in the folder:
+    NUL or other control characters, or over :data:`MAX_NAME_CHARS` characters."""
+    bad = next((c for c in name if not c.isprintable()), None)
+    if bad is not None or len(name) > MAX_NAME_CHARS or not name:
+        detail = (f"contains the control character {bad!r}" if bad is not None
+                  else "is empty" if not name else f"is {len(name)} characters long (limit {MAX_NAME_CHARS})")
+        raise InvalidCheckpoint(reason(Code.BAD_PATH, f"{what} {name[:80]!r} {detail}", file=file, where=where,
+                                       hint="the metadata is damaged or crafted; file names are plain text"))
+
+
 def check_inside(path: Path, root: Path, *, what: str = "file") -> Path:
-    """Resolve ``path`` and refuse it when it (or a link on the way) leaves ``root``."""
-    real = path.resolve()
-    real_root = root.resolve()
+    """Resolve ``path`` and refuse it when it (or a link on the way) leaves ``root``, is a symlink
+    loop or is not a valid path."""
+    try:
+        real = path.resolve()
+        real_root = root.resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # loops (RuntimeError in 3.11), ELOOP, NUL
+        raise InvalidCheckpoint(reason(
+            Code.BAD_PATH, f"{what} {path.name!r} cannot be resolved: {exc}", file=str(path),
+            hint="a symlink loop or a damaged path; replace it with the real file")) from None
     if real != real_root and real_root not in real.parents:
         raise InvalidCheckpoint(
             reason(
@@ -57,9 +79,18 @@ def read_bytes(path: Path, *, limit: int = MAX_JSON_BYTES, root: Path | None = N
     if root is not None:
         check_inside(path, root)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise InvalidInput(reason(Code.FILE_NOT_FOUND, "file not found", file=str(path))) from None
+    except PermissionError:
+        raise InvalidInput(reason(Code.PERMISSION, "permission denied", file=str(path),
+                                  hint="make the file readable by this user")) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(reason(Code.BAD_PATH, f"cannot stat: {exc}", file=str(path))) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidCheckpoint(reason(Code.NOT_A_FILE, "is not a regular file (a FIFO, device, socket or folder)",
+                                       file=str(path), hint="replace it with the real file"))
+    size = st.st_size
     if size > limit:
         raise InvalidCheckpoint(
             reason(
@@ -69,7 +100,11 @@ def read_bytes(path: Path, *, limit: int = MAX_JSON_BYTES, root: Path | None = N
                 hint="a description file this large is almost certainly not a description",
             )
         )
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise InvalidInput(reason(Code.PERMISSION, "permission denied", file=str(path),
+                                  hint="make the file readable by this user")) from None
 
 
 def parse_json_text(data: bytes, *, file: str) -> Any:

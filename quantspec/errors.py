@@ -35,6 +35,11 @@ class Code(StrEnum):
     FILE_TOO_LARGE = "input.file_too_large"
     SYMLINK_ESCAPE = "input.symlink_escape"
     PATH_ESCAPE = "input.path_escape"
+    #: A path that cannot name a file: NUL or control characters, too long, a symlink loop.
+    BAD_PATH = "input.bad_path"
+    #: A FIFO, device, socket or directory where a regular file is expected.
+    NOT_A_FILE = "input.not_a_file"
+    PERMISSION = "input.permission_denied"
     USAGE = "input.usage"
     WRITE_FAILED = "input.write_failed"
     OUTPUT_EXISTS = "input.output_exists"

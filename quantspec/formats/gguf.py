@@ -7,12 +7,14 @@ on Ascend). MoE experts are stacked 3-D tensors (``blk.N.ffn_gate_exps``); their
 every per-expert module ``...mlp.experts.<E>.gate_proj``.
 
 The ``gguf`` package (and numpy) is imported only inside these functions: a checkpoint
-without ``.gguf`` files never loads it. ``GGUFReader`` memory-maps the file; only the header
-pages are touched.
+without ``.gguf`` files never loads it. The header is parsed by :mod:`quantspec.formats.gguf_parse`
+(bounded by the file's size; gguf-py's reader trusts the file's counts); only header pages of
+the memory map are touched.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,6 @@ from quantspec.description import CheckpointDescription, Matcher, QuantSpec, Rul
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatchKind, SchemeId
 
-#: Arrays longer than this are summarised in the metadata (tokenizer vocabularies).
-MAX_ARRAY_ITEMS = 256
 FLOAT_TYPES = frozenset({"F32", "F16", "BF16", "F64"})
 
 
@@ -58,63 +58,83 @@ class GgufHeader(BaseModel):
 
     @property
     def block_count(self) -> int:
-        """``{arch}.block_count`` (0 when absent)."""
-        value = self.metadata.get(f"{self.architecture}.block_count")
-        return value if isinstance(value, int) else 0
+        """Blocks the tensors use (``1 +`` the highest ``blk.N``); see :func:`blocks_in_use`."""
+        return blocks_in_use(t.name for t in self.tensors)
 
 
 def _jsonable(value: Any) -> JsonValue:
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return [_jsonable(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalar
-        return _jsonable(value.item())
-    return str(value)
-
-
-def _field_value(field: Any, gguf: Any) -> JsonValue:
-    if field.types and field.types[0] == gguf.GGUFValueType.ARRAY and len(field.data) > MAX_ARRAY_ITEMS:
-        return f"[{len(field.data)} items]"
-    return _jsonable(field.contents())
+    if isinstance(value, float) and not math.isfinite(value):  # no JSON spelling
+        return str(value)
+    return value  # type: ignore[no-any-return]
 
 
 def read_gguf_header(path: Path) -> GgufHeader:
-    """Read a GGUF file's header, metadata and tensor infos (no tensor data).
+    """Read a GGUF file's header, metadata and tensor infos (no tensor data), bounded by the file's
+    size (:mod:`quantspec.formats.gguf_parse`).
 
-    Raises :class:`InvalidCheckpoint` (``tensor.bad_header``) for anything gguf-py refuses.
+    Raises :class:`InvalidCheckpoint` (``tensor.bad_header``) naming the byte offset of the problem.
     """
-    import gguf  # lazily: numpy
+    import gguf  # lazily: numpy (the ggml type table)
 
-    try:
-        reader = gguf.GGUFReader(path, "r")
-        metadata: dict[str, JsonValue] = {}
-        version = 0
-        for name, field in reader.fields.items():
-            if name == "GGUF.version":
-                version = int(field.contents())
-            if name.startswith("GGUF."):
-                continue
-            metadata[name] = _field_value(field, gguf)
-        tensors = tuple(
-            GgufTensorInfo(
-                name=t.name, ggml_type=t.tensor_type.name, shape=tuple(int(d) for d in reversed(t.shape.tolist())),
-                n_elements=int(t.n_elements), n_bytes=int(t.n_bytes), offset=int(t.data_offset),
-            )
-            for t in reader.tensors
-        )
-    except Exception as exc:  # gguf-py raises ValueError, struct/IndexError, OSError on bad files
-        raise InvalidCheckpoint(reason(
-            Code.TENSOR_HEADER, f"cannot read GGUF header: {type(exc).__name__}: {exc}", file=str(path),
-            hint="the file is truncated, not GGUF, or a GGUF version gguf-py does not read",
-        )) from None
+    from quantspec.formats.gguf_parse import read_gguf_bytes
+
+    raw, file = read_gguf_bytes(path)
+    tensors: list[GgufTensorInfo] = []
+    for t in raw.tensors:
+        try:
+            qtype = gguf.GGMLQuantizationType(t.type_id)
+            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise _bad(file, f"tensor {t.name!r} has unknown ggml type {t.type_id}") from None
+        n_elements = 1
+        for d in t.dims:
+            n_elements *= d
+        if t.dims[0] % block:
+            raise _bad(file, f"tensor {t.name!r}: row of {t.dims[0]} elements is not a whole number of "
+                             f"{qtype.name} blocks ({block})")
+        n_bytes = n_elements // block * type_size
+        start = raw.data_start + t.offset
+        if t.offset % raw.alignment or start + n_bytes > raw.size:
+            raise _bad(file, f"tensor {t.name!r}: data [{start}, {start + n_bytes}) is misaligned or "
+                             f"outside the {raw.size}-byte file")
+        tensors.append(GgufTensorInfo(
+            name=t.name, ggml_type=qtype.name, shape=tuple(reversed(t.dims)), n_elements=n_elements,
+            n_bytes=n_bytes, offset=start))
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise _bad(file, f"tensor {dup!r} appears twice")
+    metadata = {k: _jsonable(v) for k, v in raw.metadata.items()}
     arch = metadata.get("general.architecture")
-    return GgufHeader(
-        version=version, architecture=arch if isinstance(arch, str) else None,
-        alignment=int(reader.alignment), metadata=metadata, tensors=tensors,
-    )
+    if arch is not None and not isinstance(arch, str):
+        raise _bad(file, f"general.architecture is {arch!r}, not a string (the GGUF spec requires a string)")
+    return GgufHeader(version=raw.version, architecture=arch,
+                      alignment=raw.alignment, metadata=metadata, tensors=tuple(tensors))
+
+
+def _bad(file: str, message: str) -> InvalidCheckpoint:
+    return InvalidCheckpoint(reason(Code.TENSOR_HEADER, f"GGUF header: {message}", file=file,
+                                    hint="the file is truncated, damaged or not GGUF"))
+
+
+_BLK_RE = re.compile(r"^blk\.(\d+)\.")
+
+
+def blocks_in_use(tensor_names: Any) -> int:
+    """``1 + `` the highest ``blk.N`` among the tensor names (0 without blocks).
+
+    Name maps are built for this many blocks, not for ``{arch}.block_count``: the count is a
+    number from the file that can claim 10^7 blocks for a 100-byte file; the tensor names are
+    bounded by the file's size.
+    """
+    top = -1
+    for name in tensor_names:
+        m = _BLK_RE.match(name)
+        if m:
+            top = max(top, int(m.group(1)))
+    return top + 1
 
 
 #: Spellings TensorNameMap lists for other architectures than the transformers (v5) models use:

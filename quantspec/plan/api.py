@@ -53,8 +53,8 @@ def _producer_fixes(names: Iterable[DefectId | str]) -> tuple[DefectId, ...]:
 
 def _config(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "config.json"
-    if not path.is_file():
-        return {}
+    if not path.exists() and not path.is_symlink():
+        return {}  # a FIFO, folder or dangling link of that name is refused by read_json
     data = read_json(path, root=model_dir)
     return data if isinstance(data, dict) else {}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import stat
 import struct
 from collections import Counter
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from quantspec._io import check_inside, parse_json_text, read_bytes
+from quantspec._io import check_inside, check_name, parse_json_text, read_bytes
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
 
 #: safetensors dtype code -> (canonical dtype name, bits per element).
@@ -90,7 +91,8 @@ def read_inventory(model_dir: Path) -> Inventory:
     """Inventory of ``model_dir``: safetensors when present, else GGUF; raises InvalidCheckpoint."""
     model_dir = Path(model_dir)
     index = find_index(model_dir)
-    st_files = sorted(p.name for p in model_dir.glob("*.safetensors") if p.is_file() or p.is_symlink())
+    # Anything but a folder: a FIFO or device named *.safetensors is refused when read, not skipped.
+    st_files = sorted(p.name for p in model_dir.glob("*.safetensors") if not p.is_dir())
     if index is not None or st_files:
         return _safetensors_inventory(model_dir, index, st_files)
     ggufs = sorted(p.name for p in model_dir.glob("*.gguf"))
@@ -176,8 +178,9 @@ def _weight_map(index: Path, model_dir: Path) -> dict[str, str]:
     for name, fname in wm.items():
         if fname in checked:
             continue
-        path = model_dir / fname
         try:
+            check_name(fname, file=str(index), where=f"/weight_map/{name}", what="weight-map file")
+            path = model_dir / fname
             check_inside(path, model_dir, what="weight-map file")
             ok = path.is_file()
         except InvalidCheckpoint as exc:
@@ -202,7 +205,11 @@ def read_header_infos(path: Path, fname: str) -> dict[str, TensorInfo]:
     """Parse and validate one safetensors header into :class:`TensorInfo` (``file`` = ``fname``)."""
     file = str(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidCheckpoint(reason(Code.NOT_A_FILE, "is not a regular file (a FIFO, device, socket or "
+                                           "folder)", file=file, hint="replace it with the real file"))
+        size = st.st_size
         with path.open("rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
@@ -213,8 +220,11 @@ def read_header_infos(path: Path, fname: str) -> dict[str, TensorInfo]:
             if 8 + n > size:
                 raise _bad(Code.TENSOR_TRUNCATED, f"header length {n} runs past the end of the {size}-byte file", file)
             raw = fh.read(n)
-    except OSError as exc:
-        raise _bad(Code.FILE_NOT_FOUND, f"cannot read: {exc.strerror}", file) from None
+    except PermissionError:
+        raise InvalidCheckpoint(reason(Code.PERMISSION, "permission denied", file=file,
+                                       hint="make the file readable by this user")) from None
+    except (OSError, ValueError) as exc:
+        raise _bad(Code.FILE_NOT_FOUND, f"cannot read: {getattr(exc, 'strerror', None) or exc}", file) from None
     header = _parse_header(raw, file)
     return _validate(header, size - 8 - n, file, fname)
 
@@ -253,6 +263,10 @@ def _validate(header: dict[str, Any], data_len: int, file: str, fname: str) -> d
     # signatures then succeed on identity).
     known: dict[tuple[str, tuple[int, ...]], tuple[str, int, tuple[int, ...]]] = {}
     for name, entry in header.items():
+        if not name.isprintable():
+            reasons.append(reason(Code.TENSOR_HEADER, f"tensor name {name[:80]!r} contains control characters",
+                                  file=file, where=name.encode("unicode_escape").decode()))
+            continue
         try:
             code = entry["dtype"]
             shape = tuple(entry["shape"])

@@ -69,7 +69,7 @@ class GgufReader:
     def __init__(self, model_dir: Path, inv: Inventory) -> None:
         from gguf import GGUFReader
 
-        from quantspec.formats.gguf import hf_name_map
+        from quantspec.formats.gguf import blocks_in_use, hf_name_map
 
         self.model_dir = Path(model_dir)
         self.files = {n: t.file for n, t in inv.tensors.items()}
@@ -84,8 +84,7 @@ class GgufReader:
             self._readers[fname] = reader
             arch_field = reader.fields.get("general.architecture")
             arch = str(arch_field.contents()) if arch_field is not None else None
-            blocks = reader.fields.get(f"{arch}.block_count")
-            n_blocks = int(blocks.contents()) if blocks is not None else 0
+            n_blocks = blocks_in_use(t.name for t in reader.tensors)  # not the file's block_count
             mapping = hf_name_map(arch, n_blocks)
             self.aliases.update(_alternates(arch, n_blocks, mapping))
             if arch in ROPE_PERMUTED and self.heads is None:
