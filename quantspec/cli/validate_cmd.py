@@ -1,4 +1,5 @@
-"""``quantspec validate DIR [--json] [--fix]``: check a checkpoint's quantization description.
+"""``quantspec validate DIR [--json] [--tensors] [--fix]``: check a checkpoint's quantization description
+(and, with ``--tensors``, the values of its scales, offsets and group indices).
 
 Reports every problem at once, each with its code, file, JSON pointer and hint. Exit codes:
 0 clean (notes only), 1 findings (schema errors, unsupported formats, disagreements, unknown
@@ -30,6 +31,9 @@ def register(sub: Any) -> None:
                                    "(exit 0 clean, 1 findings, 2 unreadable input).")
     p.add_argument("model_dir", metavar="DIR", help="model folder (or Diffusers pipeline folder)")
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    p.add_argument("--tensors", action="store_true",
+                   help="also check the values of every scale, offset and group-index tensor (NaN, zero or "
+                        "negative scales, E8M0 0xFF, offsets out of range), reading only those tensors")
     p.add_argument("--fix", action="store_true",
                    help="make the mechanical repairs first (rename quant_model_description_<type>.json, move a "
                         "shadowing quantization_config out of config.json), keeping a backup; weights are "
@@ -37,15 +41,29 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_run)
 
 
-def validate_dir(model_dir: Path) -> dict[str, Any]:
-    """Validate one model folder; a JSON-able report with ``summary``, ``reasons`` and ``status``."""
+def validate_dir(model_dir: Path, *, tensors: bool = False) -> dict[str, Any]:
+    """Validate one model folder; a JSON-able report with ``summary``, ``reasons`` and ``status``
+    (``tensors``: also the values of scales, offsets and group indices, and ``tensors`` counts)."""
+    scan: dict[str, Any] | None = None
+    value_reasons: list[Reason] = []
+    if tensors:
+        from quantspec.tensor_values import scan_values
+
+        try:
+            found = scan_values(model_dir)
+            value_reasons = list(found.reasons)
+            scan = {"checked": found.checked, "bytes_read": found.bytes_read, "skipped": found.skipped}
+        except QuantspecError as exc:
+            value_reasons = list(exc.reasons)
     try:
         desc = read_description(model_dir)
     except QuantspecError as exc:
-        reasons = list(exc.reasons)
-        return {"path": str(model_dir), "summary": None, "reasons": reasons, "status": _status(reasons)}
-    reasons = [*desc.findings, *schema_reasons(model_dir, desc)]
-    return {"path": str(model_dir), "summary": desc.summary(), "reasons": reasons, "status": _status(reasons)}
+        reasons = [*exc.reasons, *value_reasons]
+        return {"path": str(model_dir), "summary": None, "reasons": reasons, "status": _status(reasons),
+                "tensors": scan}
+    reasons = [*desc.findings, *schema_reasons(model_dir, desc), *value_reasons]
+    return {"path": str(model_dir), "summary": desc.summary(), "reasons": reasons, "status": _status(reasons),
+            "tensors": scan}
 
 
 def _status(reasons: list[Reason]) -> int:
@@ -62,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     targets = list(components.values()) if components else [root]
     if args.fix:
         _fix(targets, quiet=args.json)
-    reports = [validate_dir(t) for t in targets]
+    reports = [validate_dir(t, tensors=args.tensors) for t in targets]
     status: int = max(int(r["status"]) for r in reports)
     if args.json:
         doc = {
@@ -97,6 +115,10 @@ def _render(report: dict[str, Any]) -> str:
     if summary is not None:
         rules = ", ".join(f"{k} x{v}" for k, v in summary["rules"].items()) or "nothing quantized"
         lines.append(f"  format {summary['format']} from {summary['source']}: {rules}")
+    if report.get("tensors"):
+        t = report["tensors"]
+        lines.append(f"  tensors: {t['skipped']}" if t["skipped"] else
+                     f"  tensors: {t['checked']} scale/offset/index tensors checked ({t['bytes_read']} bytes read)")
     for r in report["reasons"]:
         kind = "note" if r.code in INFORMATIONAL else "error" if report["status"] == EXIT_INVALID else "finding"
         lines.append(f"  {kind}: {r.render()}")

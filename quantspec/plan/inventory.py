@@ -229,6 +229,15 @@ def read_header_infos(path: Path, fname: str) -> dict[str, TensorInfo]:
     return _validate(header, size - 8 - n, file, fname)
 
 
+def safetensors_offsets(path: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+    """Where each tensor's bytes are: the data buffer's file offset and ``name -> (begin, end)``
+    within it, for a file :func:`read_header_infos` has validated."""
+    with path.open("rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = _parse_header(fh.read(n), str(path))
+    return 8 + n, {k: (v["data_offsets"][0], v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"}
+
+
 def _parse_header(raw: bytes, file: str) -> dict[str, Any]:
     # Fast path: the C JSON parser. Duplicate names would collapse silently, so the number of
     # entries is compared with the number of "data_offsets" keys; on a mismatch the strict

@@ -27,6 +27,7 @@ from quantspec.runtime.loader.tp import Parallel, TensorParallel, local_dims, pa
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts, Stacker, moe_group_for
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes import linear_scheme_for
+from quantspec.runtime.schemes.base import check_tensor_values
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
 from quantspec.vocab import Backend, FormatFamily, LayerKind, MatrixLayer, SchemeId
 
@@ -160,8 +161,10 @@ class Builder:
             raise named(self.prefix + unit[0].module, exc) from None
 
     def _get(self, name: str) -> Tensor:
-        """A tensor from the reader, on the backend's device."""
+        """A tensor from the reader, on the backend's device; scales, offsets and group indices are
+        value-checked first (:mod:`quantspec.tensor_values`)."""
         t = self.reader.read(name)
+        check_tensor_values(name, t, file=self.reader.files.get(name))
         return t if t.device == self.device else t.to(self.device)
 
     def _units(self) -> list[tuple[tuple[int, str], list[PlannedLayer]]]:

@@ -91,6 +91,20 @@ def check_finite(name: str, t: Tensor) -> None:
         raise bad_tensor(name, f"holds {bad} NaN or infinite value(s)", hint="the checkpoint is corrupt")
 
 
+def check_tensor_values(name: str, t: Tensor, *, file: str | None = None) -> None:
+    """Value checks of scales, offsets and group indices (:mod:`quantspec.tensor_values`) on a
+    checkpoint tensor before any module uses it; other tensors pass untouched."""
+    from quantspec.tensor_values import check_values, kind_of
+
+    kind = kind_of(name, str(t.dtype).removeprefix("torch."))
+    if kind is None:
+        return
+    values = t.detach().to(torch.float32) if t.is_floating_point() else t.detach()
+    problem = check_values(name, kind, values.cpu().numpy(), file=file)
+    if problem is not None:
+        raise InvalidCheckpoint(problem)
+
+
 def check_model_dtype(model_dtype: torch.dtype, allowed: Iterable[torch.dtype] = MODEL_DTYPES) -> None:
     """The model (activation) dtype must be one the scheme's kernels accept."""
     allowed = tuple(allowed)
