@@ -12,7 +12,8 @@ the root and one folder per component, the transformers with Diffusers tensor na
    ``diffusion_pytorch_model.safetensors``, the renamed description and the original
    ``config.json``;
 3. renames the temporary folder into place. A refused or interrupted repack leaves neither
-   an output folder nor a temporary one.
+   an output folder nor a temporary one; a killed one leaves no output, and the next run
+   sweeps its temporary folder (:func:`_sweep`).
 """
 
 from __future__ import annotations
@@ -235,6 +236,37 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _sweep(output: Path) -> None:
+    """Clean up after a killed repack beside ``output``: remove its staging folders
+    (``.<output>.<pid>-<hex>.tmp``, pid gone; a live run's is left alone), and put back a previous
+    output it had set aside (``.<output>.<hex>.old``) when it died between the two renames of
+    :func:`_install`, or remove that copy when the new output is in place."""
+    prefix = f".{output.name}."
+    for entry in sorted(output.parent.iterdir()):
+        name = entry.name
+        if not name.startswith(prefix) or not name.endswith((".tmp", ".old")):
+            continue
+        if name.endswith(".old"):
+            if output.exists() or output.is_symlink():
+                _remove(entry)
+            else:
+                os.rename(entry, output)
+            continue
+        pid = name[len(prefix):-4].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove(entry)
+
+
 def _install(staging: Path, output: Path, force: bool) -> None:
     """Rename the staging folder to ``output``, replacing an existing one only with ``force``.
 
@@ -270,8 +302,11 @@ def repack_wan(
     """Repack msModelSlim's Wan-format export of ``model_type`` into a Diffusers folder.
 
     Raises :class:`~quantspec.errors.QuantspecError` (exit code 2) with every problem found;
-    nothing is written unless every check passes.
+    nothing is written unless every check passes. What a killed earlier run left beside the output
+    is cleaned up first (:func:`_sweep`).
     """
+    if output_path.parent.is_dir():
+        _sweep(output_path)
     _check_paths(original_model_path, quant_path, output_path, force)
     problems = _check_original(original_model_path, model_type)
     jobs: list[_Job] = []
@@ -289,7 +324,8 @@ def repack_wan(
         raise InvalidCheckpoint(problems)
 
     # Not tempfile.mkdtemp: its 0o700 mode would survive the final rename; mkdir honours the umask.
-    staging = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # The pid in the name lets a later run remove what a killed one left (see _sweep).
+    staging = output_path.with_name(f".{output_path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
