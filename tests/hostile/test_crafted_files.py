@@ -93,3 +93,16 @@ def test_exact_message_for_a_lying_array(tmp_path: Path) -> None:
     assert r.code.value == "tensor.bad_header" and r.file == str(path)
     assert r.message == ("GGUF header: metadata 'x' claims 1099511627776 items (1099511627776 bytes at least), "
                          "0 bytes left in the file (byte 49)")
+
+
+def test_duplicate_keys_are_found_after_unescaping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``"a\\u0062"`` and ``"ab"`` are one key: in a safetensors header and in a description file."""
+    root = _folder(tmp_path, "model.safetensors", SAFETENSORS_CASES["escaped_duplicate"])
+    rc, out, _ = _run(["plan", str(root), "--target", "a2"], capsys)
+    assert rc == 2 and "[input.duplicate_key] key 'ab' appears more than once in one object" in out, out
+    desc = tmp_path / "d"
+    desc.mkdir()
+    (desc / "quant_model_description.json").write_text('{"version": "1.0.0", "m.weight": "W8A8_DYNAMIC", '
+                                                       '"m.w\\u0065ight": "FLOAT"}')
+    rc, out, _ = _run(["validate", str(desc)], capsys)
+    assert rc == 2 and "[input.duplicate_key] key 'm.weight' appears more than once" in out, out
