@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,9 @@ def _index(root: Path, fname: str) -> None:
 
 
 def _plan(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    start = time.perf_counter()
     rc = cli(["plan", str(root), "--target", "a2"])
+    assert time.perf_counter() - start < 5.0  # hang guard: milliseconds expected
     out = capsys.readouterr()
     return rc, out.out + out.err
 
