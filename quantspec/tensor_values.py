@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 class ValueKind(StrEnum):
     """What the values of a tensor must satisfy."""
 
-    #: A weight scale: finite, not negative, not all zero (a zero channel may have scale 0).
+    #: A weight scale: finite, not all zero (a zero channel may have scale 0). The sign is free:
+    #: auto-round's symmetric RTN writes signed scales (``w = q * s`` with ``s < 0`` where the
+    #: channel's largest magnitude is negative), and every scheme's dequantization honours it.
     WEIGHT_SCALE = "weight_scale"
     #: An activation or cache scale that is divided by: finite and positive.
     DIVISOR = "divisor"
@@ -35,7 +37,7 @@ class ValueKind(StrEnum):
     E8M0 = "e8m0"
     #: Float offsets / zero points of int8 codes: finite, within [-256, 255].
     OFFSET = "offset"
-    #: ``deq_scale``: float32 bit patterns in int64 words; the floats must be finite and positive.
+    #: ``deq_scale``: float32 bit patterns in int64 words; the floats must be finite and non-zero.
     DEQ_SCALE = "deq_scale"
     #: Group indices (``g_idx``): integers in [0, number of groups).
     GROUP_INDEX = "group_index"
@@ -106,7 +108,7 @@ def check_values(name: str, kind: ValueKind, values: np.ndarray, *, groups: int 
         return bad(v == 0xFF, "holds the E8M0 NaN byte 0xFF", corrupt)
     if kind is ValueKind.DEQ_SCALE:
         bits = (v.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
-        return bad(~np.isfinite(bits) | (bits <= 0), "holds float32 bit patterns that are not finite positive "
+        return bad(~np.isfinite(bits) | (bits == 0), "holds float32 bit patterns that are not finite non-zero "
                    "scales", corrupt)
     if kind is ValueKind.GROUP_INDEX:
         top = groups if groups is not None else np.iinfo(np.int64).max
@@ -115,8 +117,6 @@ def check_values(name: str, kind: ValueKind, values: np.ndarray, *, groups: int 
     if (r := bad(~np.isfinite(f), "holds NaN or infinite values", corrupt)) is not None:
         return r
     if kind is ValueKind.WEIGHT_SCALE:
-        if (r := bad(f < 0, "holds negative scales", corrupt)) is not None:
-            return r
         if not bool((f != 0).any()):
             return reason(Code.TENSOR_VALUE, f"tensor '{name}' is all zeros: every weight it scales would be zero",
                           file=file, where=name, hint=corrupt)

@@ -43,7 +43,8 @@ def _set(index: tuple[int, ...], value: float) -> object:
 Case = tuple[str, str, object, str]
 CASES: list[Case] = [
     ("nan_scale", SCALE, _set((5, 0), float("nan")), "holds NaN or infinite values: 1 value(s), first at index [5, 0]"),
-    ("negative_scale", SCALE, _set((7, 0), -0.5), "holds negative scales: 1 value(s), first at index [7, 0]"),
+    ("infinite_scale", SCALE, _set((7, 0), float("inf")),
+     "holds NaN or infinite values: 1 value(s), first at index [7, 0]"),
     ("zero_scales", SCALE, lambda t: t.zero_(), "is all zeros: every weight it scales would be zero"),
     ("offset_out_of_range", OFFSET, _set((3, 0), 1000.0),
      "holds offsets outside the 8-bit code range [-256, 255]: 1 value(s), first at index [3, 0]"),
@@ -77,6 +78,16 @@ def test_validate_tensors_reports_every_bad_tensor(tmp_path: Path, capsys: pytes
     assert result["tensors"]["checked"] == 28 and result["tensors"]["bytes_read"] == 8192
 
 
+def test_negative_weight_scales_are_legal(tmp_path: Path) -> None:
+    """auto-round's symmetric RTN exports store signed scales (found by the producer suite): a negative
+    weight scale with its codes negated is the same weight, and loads."""
+    root = _damaged(tmp_path, SCALE, lambda t: t.neg_())
+    tensors = load_file(str(root / "model.safetensors"))
+    tensors["model.layers.0.mlp.down_proj.weight"] = -tensors["model.layers.0.mlp.down_proj.weight"]
+    save_file(tensors, str(root / "model.safetensors"), metadata={"format": "pt"})
+    quantspec.load_quantized(root, device="cpu", progress=False)
+
+
 def test_validate_tensors_is_clean_on_a_good_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["validate", str(EXAMPLE), "--tensors"]) == 0
     assert "28 scale/offset/index tensors checked" in capsys.readouterr().out
@@ -99,7 +110,7 @@ def test_value_checks_of_the_other_kinds() -> None:
     r = check_values("w.weight_scale", ValueKind.E8M0, e8m0)
     assert r is not None and r.message.startswith(
         "tensor 'w.weight_scale' holds the E8M0 NaN byte 0xFF: 1 value(s), first at index [1, 0]")
-    bits = np.array([0x3F800000, 0x7FC00000, 0], np.int64)  # 1.0, NaN, 0.0
+    bits = np.array([0x3F800000, 0x7FC00000, 0], np.int64)  # 1.0, NaN, 0.0: two bad
     r = check_values("w.deq_scale", ValueKind.DEQ_SCALE, bits)
     assert r is not None and "2 value(s), first at index [1]" in r.message
     g = np.array([0, 0, 1, 4], np.int32)
