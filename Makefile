@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test producers lint schemas docs bench clean
+.PHONY: install demo test producers wheel-test lint schemas docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m quantspec.demo
+	$(PY) examples/demo.py
 
 # The producer suite: each producer runs in its own virtual environment (msModelSlim wants an
 # older transformers) and writes its exports under .cache/producers; the tests read the files.
@@ -52,15 +52,33 @@ $(eval $(call producer,hf,$(HF_VENV),$(P)/hf-requirements.txt,$(P)/hf_job.py,$(P
 
 producers: $(PRODUCERS)/msmodelslim/.done $(PRODUCERS)/hf/.done
 
-test: $(STAMP) producers
+# The wheel as users get it: built, installed into a fresh venv outside the repository, checked
+# plain (no torch: validate and plan read the schemas and matrix as package data) and with the
+# runtime extra (every shipped module imports; load_quantized runs the example).
+WHEEL_VENV := .cache/wheel-venv
+EXAMPLE := $(CURDIR)/examples/tiny-llama-w8a8-dynamic
+
+wheel-test: $(STAMP)
+	rm -rf .cache/dist $(WHEEL_VENV)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w .cache/dist . 2>/dev/null \
+		|| $(PY) -m pip wheel --quiet --no-deps -w .cache/dist .
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet .cache/dist/quantspec-*.whl
+	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/tools/wheel_check.py lean $(EXAMPLE)
+	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/quantspec validate $(EXAMPLE) > /dev/null
+	$(WHEEL_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(WHEEL_VENV)/bin/python -m pip install --quiet "$$(ls .cache/dist/quantspec-*.whl)[runtime]"
+	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/tools/wheel_check.py runtime $(EXAMPLE)
+
+test: $(STAMP) producers wheel-test
 	QUANTSPEC_REQUIRE_PRODUCERS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check quantspec tests bench examples
+	$(VENV)/bin/ruff check quantspec testkit tests bench examples tools
 	$(VENV)/bin/mypy
 
 schemas: $(STAMP)
-	$(PY) -m quantspec.schemas_export
+	$(PY) -m tools.schemas_export
 
 docs: $(STAMP)
 	$(VENV)/bin/quantspec docs

@@ -28,7 +28,7 @@ from gguf import quants as gq
 from quantspec.runtime.gguf_dequant import SUPPORTED_TYPES, compile_policy, dequantize
 from quantspec.runtime.ops import get_ops
 from quantspec.runtime.schemes import linear_scheme_for
-from tests.runtime.schemes.cases import CASES
+from testkit.scheme_cases import CASES
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

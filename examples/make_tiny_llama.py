@@ -12,14 +12,16 @@ close the quantized model is. Deterministic: running this again reproduces the s
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from quantspec.runtime.testing.export import export_modelslim
-from quantspec.runtime.testing.models import TinyArch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the writers are test support, not shipped
+from testkit.export import export_modelslim
+from testkit.models import TinyArch
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINT = HERE / "tiny-llama-w8a8-dynamic"

@@ -44,6 +44,10 @@ class Code(StrEnum):
     WRITE_FAILED = "input.write_failed"
     OUTPUT_EXISTS = "input.output_exists"
 
+    # installation
+    #: A file quantspec ships as package data is missing (a broken install).
+    PACKAGE_DATA = "install.package_data_missing"
+
     # support matrix
     MATRIX_SCHEMA = "matrix.schema"
     MATRIX_DUPLICATE = "matrix.duplicate_entry"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantspec import demo
+from examples import demo
 
 
 def test_demo_runs_and_logits_are_close(capsys: pytest.CaptureFixture[str]) -> None:

@@ -125,7 +125,7 @@ def test_runtime_class_is_registered_and_named_by_the_spec(entry: MatrixEntry) -
 def test_attention_tensors_are_loaded_as_float(tmp_path: Path) -> None:
     """A planned KV-C8 attention layer yields float tensors and no executable module."""
     from quantspec.runtime.loader import load_quantized
-    from quantspec.runtime.testing.models import TinyArch
+    from testkit.models import TinyArch
     from tests.runtime.loader.ckpt import add_c8_kv_cache, write_modelslim
 
     write_modelslim(tmp_path, TinyArch.LLAMA)

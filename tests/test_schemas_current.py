@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from quantspec.schemas_export import stale
+from tools.schemas_export import stale
 
 
 def test_schemas_are_current() -> None:
-    assert stale() == [], "schemas/ is stale: run `python -m quantspec.schemas_export`"
+    assert stale() == [], "schemas/ is stale: run `python -m tools.schemas_export`"

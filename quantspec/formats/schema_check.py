@@ -1,4 +1,4 @@
-"""Check description files against the checked-in JSON Schemas (``schemas/``).
+"""Check description files against the shipped JSON Schemas (``schemas/``, packaged as data).
 
 The pydantic models already validated the file; the JSON Schema check tells whether tools
 that only have the schema would accept it too (reported as notes), and the normalised
@@ -17,7 +17,7 @@ from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, QuantspecError, Reason, reason
 from quantspec.formats.base import pointer
 from quantspec.formats.detect import SourceKind, detect_with_files, source_data
-from quantspec.schemas_export import SCHEMA_DIR
+from quantspec.schema_files import schema_text
 from quantspec.vocab import FormatFamily
 
 #: Format family -> schema file of its raw model.
@@ -36,7 +36,7 @@ _MAX_REPORTED = 20
 def _validator(name: str) -> Any:
     import jsonschema  # type: ignore[import-untyped]
 
-    schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    schema = json.loads(schema_text(name))
     return jsonschema.Draft202012Validator(schema)
 
 

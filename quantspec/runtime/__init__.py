@@ -6,7 +6,6 @@ This is the only package of quantspec that imports torch. Entry points:
 * :func:`quantspec.runtime.schemes.linear_scheme_for` returns the executable linear scheme of a
   matrix key ``(FormatFamily, SchemeId)``; its ``from_checkpoint`` builds a module from one
   module's checkpoint tensors;
-* :mod:`quantspec.runtime.writers` writes float weights into each on-disk layout (tests, e2e);
 * :mod:`quantspec.runtime.gguf_dequant` dequantizes GGML blocks in torch.
 
 See docs/runtime.md.

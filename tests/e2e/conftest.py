@@ -17,9 +17,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 import quantspec
-from quantspec.runtime.testing.cases import Case
-from quantspec.runtime.testing.export import Exported
-from quantspec.runtime.testing.models import TinyArch, build_float_model, checkpoint_state_dict, logits, token_batch
+from testkit.cases import Case
+from testkit.export import Exported
+from testkit.models import TinyArch, build_float_model, checkpoint_state_dict, logits, token_batch
 
 
 @dataclass

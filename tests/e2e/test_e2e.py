@@ -3,7 +3,7 @@ installed into transformers models and compared with the float model (issue 6).
 
 Rows to cover are read from the support matrix: every Linear/MoE row supported on A2 or A3,
 plus the MXFP8 rows (ModelSlim W8A8_MXFP8 and online MXFP8) on A5. A new such row without a
-case in :data:`quantspec.runtime.testing.cases.CASES` fails :func:`test_every_required_row_has_a_case`.
+case in :data:`testkit.cases.CASES` fails :func:`test_every_required_row_has_a_case`.
 Bounds and their reasoning: docs/e2e.md.
 """
 
@@ -18,17 +18,17 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import quantspec
 from quantspec.matrix import MatrixEntry
-from quantspec.runtime.testing.cases import CASES, Case, bound_of, cases_by_row
-from quantspec.runtime.testing.export import module_kind
-from quantspec.runtime.testing.metrics import (
+from quantspec.vocab import MatrixLayer, NpuGen, Status
+from testkit.cases import CASES, Case, bound_of, cases_by_row
+from testkit.export import module_kind
+from testkit.metrics import (
     effective_weight,
     expert_output,
     logit_stats,
     max_rel_diff,
     swiglu_reference,
 )
-from quantspec.runtime.testing.models import TinyArch, expert_names, logits
-from quantspec.vocab import MatrixLayer, NpuGen, Status
+from testkit.models import TinyArch, expert_names, logits
 from tests.e2e.conftest import Session
 
 #: The MXFP8 rows the acceptance adds on A5 (in_progress / untested there, loaded with allow_untested).

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import quantspec
 from quantspec.cli.main import main as cli
 from quantspec.errors import PlanRejected
-from quantspec.runtime import writers
+from testkit import writers
 from tests.repack.wan_fixtures import wan_export, write_original
 
 _TORCH = {"BF16": torch.bfloat16, "F32": torch.float32}

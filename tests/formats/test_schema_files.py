@@ -9,9 +9,9 @@ import pytest
 from quantspec.formats import read_description
 from quantspec.formats.gguf import read_gguf_header
 from quantspec.formats.schema_check import DESCRIPTION_SCHEMA, check
-from quantspec.schemas_export import SCHEMAS
 from tests.formats.examples import SCHEMA_OF, load
 from tests.formats.gguf_fixture import write_tiny_gguf
+from tools.schemas_export import SCHEMAS
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_OF))

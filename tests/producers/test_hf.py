@@ -19,8 +19,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import quantspec
 from quantspec.cli.main import main as cli
-from quantspec.runtime.testing.metrics import LogitStats, logit_stats
 from quantspec.vocab import LayerKind, NpuGen
+from testkit.metrics import LogitStats, logit_stats
 from tests.producers.conftest import require_export
 from tests.producers.hf_cases import BY_ID, CASES, HfCase
 

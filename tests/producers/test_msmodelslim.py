@@ -24,8 +24,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import quantspec
 from quantspec.cli.main import main as cli
 from quantspec.repair import apply_repairs, find_repairs
-from quantspec.runtime.testing.metrics import LogitStats, logit_stats
 from quantspec.vocab import NpuGen
+from testkit.metrics import LogitStats, logit_stats
 from tests.producers.conftest import assert_recorded_failure, require_export
 from tests.producers.ms_cases import CASES, MsCase
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from quantspec.runtime import writers as wr
+from testkit import writers as wr
 from tests.producers.conftest import require_export
 
 Writer = Callable[[torch.Tensor, torch.dtype, torch.Tensor | None], dict[str, torch.Tensor]]

@@ -10,7 +10,7 @@ from compressed_tensors.compressors.pack_quantized.helpers import (  # type: ign
 )
 
 from quantspec.runtime import numerics as nm
-from quantspec.runtime import writers as wr
+from testkit import writers as wr
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])

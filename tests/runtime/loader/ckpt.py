@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from quantspec.runtime import writers as W
-from quantspec.runtime.testing.models import TinyArch, build_float_model, checkpoint_state_dict
+from testkit import writers as W
+from testkit.models import TinyArch, build_float_model, checkpoint_state_dict
 
 Quantizer = Callable[[Tensor], dict[str, Tensor]]
 

@@ -9,8 +9,8 @@ import torch
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups import FloatExperts
-from quantspec.runtime.testing.export_gguf import QT, export_gguf
-from quantspec.runtime.testing.models import TinyArch, build_float_model, logits, token_batch
+from testkit.export_gguf import QT, export_gguf
+from testkit.models import TinyArch, build_float_model, logits, token_batch
 from tests.runtime.loader.ckpt import meta_model
 
 

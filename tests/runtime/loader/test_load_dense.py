@@ -16,7 +16,7 @@ from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups import WeightOnlyExperts
 from quantspec.runtime.schemes.modelslim import ModelSlimW8A8Dynamic, ModelSlimW8A8Static
 from quantspec.runtime.schemes.weight_only import WeightOnlyLinear
-from quantspec.runtime.testing.models import TinyArch, logits, token_batch
+from testkit.models import TinyArch, logits, token_batch
 from tests.runtime.loader.ckpt import (
     add_c8_kv_cache,
     fake_quant_reference,

@@ -1,6 +1,6 @@
 """ModelSlim MXFP4 MoE through the loader (A5, untested cells): plan, stream, build, forward.
 
-A tiny Qwen3-MoE checkpoint is written with :func:`quantspec.runtime.writers.modelslim_mxfp4`
+A tiny Qwen3-MoE checkpoint is written with :func:`testkit.writers.modelslim_mxfp4`
 (experts) and loaded with ``load_quantized(..., device="cpu", target="a5", allow_untested=True)``.
 The loaded experts are checked against the float oracle of tests/runtime/moe/test_groups_mxfp4.py
 fed with the checkpoint's own tensors (bound documented there), so names, expert order, gate/up
@@ -17,12 +17,12 @@ import torch
 from safetensors.torch import load_file
 
 from quantspec.errors import PlanRejected
-from quantspec.runtime import writers as W
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups_mx import MxFp8Experts
 from quantspec.runtime.moe.groups_mxfp4 import MxFp4W4A4Experts, MxFp4W4A8Experts
-from quantspec.runtime.testing.models import EXPERTS, TinyArch, build_float_model, logits, token_batch
+from testkit import writers as W
+from testkit.models import EXPERTS, TinyArch, build_float_model, logits, token_batch
 from tests.runtime.loader.ckpt import Quantizer, meta_model, write_modelslim
 from tests.runtime.moe.test_groups_mxfp4 import BOUND, oracle_moe
 

@@ -10,7 +10,7 @@ from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups import Int8DynamicExperts
 from quantspec.runtime.moe.groups_int4 import W4A8Experts
-from quantspec.runtime.testing.models import TinyArch, logits, token_batch
+from testkit.models import TinyArch, logits, token_batch
 from tests.runtime.loader.ckpt import (
     Quantizer,
     fake_quant_reference,

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import save_file
 
 from quantspec.errors import PlanRejected
-from quantspec.runtime import writers as W
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe.groups_mx import OnlineMxFp8Experts
 from quantspec.runtime.schemes.mxfp8 import OnlineMxFp8
-from quantspec.runtime.testing.models import TinyArch, logits, token_batch
+from testkit import writers as W
+from testkit.models import TinyArch, logits, token_batch
 from tests.runtime.loader.ckpt import llama_w8a8, meta_model, write_float
 from tests.runtime.loader.conftest import Checkpoints
 

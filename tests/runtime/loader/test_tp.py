@@ -15,11 +15,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from quantspec.errors import Code, InvalidCheckpoint, PlanRejected
-from quantspec.runtime import writers as W
 from quantspec.runtime.loader import Parallel, load_quantized
 from quantspec.runtime.loader.tp import TensorParallel, shard_tensors
-from quantspec.runtime.testing.models import TinyArch
 from quantspec.schemes import lookup_spec
+from testkit import writers as W
+from testkit.models import TinyArch
 from tests.runtime.loader.ckpt import llama_mixed, qwen3_w8a8, write_gptq
 from tests.runtime.loader.conftest import Checkpoints
 from tests.runtime.loader.tp_inputs import inputs_for

@@ -11,10 +11,10 @@ from torch import Tensor
 
 from quantspec.description import ActQuant, QuantSpec, WeightQuant
 from quantspec.runtime import numerics as nm
-from quantspec.runtime import writers as W
 from quantspec.runtime.moe import GroupName, QuantizedExperts, Stacker, moe_group_for, registered_moe
 from quantspec.runtime.ops import get_ops
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, SchemeId, ZeroPoint
+from testkit import writers as W
 
 E, INTER, H = 4, 64, 128
 OPS = get_ops("cpu")

@@ -17,12 +17,12 @@ from torch import Tensor
 
 from quantspec.description import ActQuant, QuantSpec, WeightQuant
 from quantspec.errors import KernelArgumentError
-from quantspec.runtime import writers as W
 from quantspec.runtime.moe import GroupName, QuantizedExperts, Stacker, moe_group_for
 from quantspec.runtime.moe.groups import WeightOnlyExperts
 from quantspec.runtime.ops import get_ops
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, SchemeId
-from tests.runtime import oracles as O
+from testkit import oracles as O
+from testkit import writers as W
 
 E, INTER, H, T = 4, 64, 256, 9
 GS = 64

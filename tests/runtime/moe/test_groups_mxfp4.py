@@ -19,13 +19,13 @@ import torch
 from torch import Tensor
 
 from quantspec.errors import InvalidInput, KernelArgumentError
-from quantspec.runtime import writers as W
 from quantspec.runtime.moe import ExpertGroup, GroupName, QuantizedExperts, Stacker, moe_group_for
 from quantspec.runtime.moe.groups_mx import MxFp8Experts
 from quantspec.runtime.moe.groups_mxfp4 import MxFp4W4A4Experts, MxFp4W4A8Experts
 from quantspec.runtime.ops import get_ops
 from quantspec.vocab import FormatFamily, SchemeId
-from tests.runtime import oracles as O
+from testkit import oracles as O
+from testkit import writers as W
 
 E, INTER, H, T, TOPK = 4, 64, 128, 11, 2
 OPS = get_ops("cpu")

@@ -22,10 +22,10 @@ from quantspec.runtime.ops import CpuOps, get_ops
 from quantspec.runtime.ops.checks import is_transposed_view
 from quantspec.runtime.ops.npu import NpuOps
 from quantspec.runtime.schemes import linear_scheme_for
+from testkit.scheme_cases import CASES, Case
 from tests.runtime.moe.test_groups import CASES as MOE_CASES
 from tests.runtime.moe.test_groups import Case as MoeCase
 from tests.runtime.moe.test_groups import build_experts, expert_weights
-from tests.runtime.schemes.cases import CASES, Case
 
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from quantspec.errors import Code, InvalidCheckpoint, KernelArgumentError, QuantspecError
-from quantspec.runtime import writers as wr
 from quantspec.runtime.ops import get_ops
 from quantspec.runtime.schemes import linear_scheme_for
-from tests.runtime.schemes.cases import CASES, Case
+from testkit import writers as wr
+from testkit.scheme_cases import CASES, Case
 
 _BY_ID = {c.id: c for c in CASES}
 W = torch.randn(24, 96, generator=torch.Generator().manual_seed(0)) * 0.05

@@ -9,11 +9,11 @@ import torch
 
 from quantspec.description import QuantSpec, WeightQuant
 from quantspec.matrix import load_matrix
-from quantspec.runtime import writers as wr
 from quantspec.runtime.ops import get_ops
 from quantspec.runtime.schemes import linear_scheme_for, registered_linear
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatrixLayer, NpuGen, SchemeId, Status
-from tests.runtime.schemes.cases import CASES, Case
+from testkit import writers as wr
+from testkit.scheme_cases import CASES, Case
 
 
 def _run(case: Case, n: int, k: int, dtype: torch.dtype, seed: int) -> None:

@@ -16,13 +16,13 @@ from transformers import PreTrainedModel
 import quantspec
 from quantspec.cli.main import main as cli_main
 from quantspec.runtime import numerics as nm
-from quantspec.runtime.testing.cases import CASES, Case
-from quantspec.runtime.testing.export import Exported, export_auto_round, export_awq, export_gptq, export_modelslim
-from quantspec.runtime.testing.export_ct import CTRecipe, awq_dequantized, ct_dequantized, export_compressed_tensors
-from quantspec.runtime.testing.export_gguf import QT, export_gguf, permute_qk, quantize_q6_k, unpermute_qk
-from quantspec.runtime.testing.metrics import max_rel_diff
-from quantspec.runtime.testing.models import TinyArch, build_float_model, checkpoint_state_dict
-from quantspec.runtime.writers import AutoRoundPacking
+from testkit.cases import CASES, Case
+from testkit.export import Exported, export_auto_round, export_awq, export_gptq, export_modelslim
+from testkit.export_ct import CTRecipe, awq_dequantized, ct_dequantized, export_compressed_tensors
+from testkit.export_gguf import QT, export_gguf, permute_qk, quantize_q6_k, unpermute_qk
+from testkit.metrics import max_rel_diff
+from testkit.models import TinyArch, build_float_model, checkpoint_state_dict
+from testkit.writers import AutoRoundPacking
 
 _MODELS: dict[tuple[TinyArch, torch.dtype], PreTrainedModel] = {}
 

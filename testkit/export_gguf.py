@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from quantspec.runtime.testing.export import Exported, linear_modules, module_kind
-from quantspec.runtime.testing.models import TinyArch, checkpoint_state_dict, expert_names
+from testkit.export import Exported, linear_modules, module_kind
+from testkit.models import TinyArch, checkpoint_state_dict, expert_names
 
 QT = gguf.GGMLQuantizationType
 #: Types gguf-py 0.19 can quantize.

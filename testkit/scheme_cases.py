@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from quantspec.description import ActQuant, QuantSpec, WeightQuant
-from quantspec.runtime import writers as wr
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, SchemeId, ZeroPoint
-from tests.runtime import oracles as orc
+from testkit import oracles as orc
+from testkit import writers as wr
 
 Writer = Callable[[torch.Tensor, torch.dtype], dict[str, torch.Tensor]]
 Oracle = Callable[[dict[str, torch.Tensor], np.ndarray, "np.ndarray | None"], np.ndarray]

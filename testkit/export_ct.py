@@ -41,8 +41,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from quantspec.runtime.testing.export import Exported, linear_modules, module_kind, write_folder
-from quantspec.runtime.testing.models import TinyArch, checkpoint_state_dict
+from testkit.export import Exported, linear_modules, module_kind, write_folder
+from testkit.models import TinyArch, checkpoint_state_dict
 
 EXPERTS_RE = r"re:.*\.experts\.\d+\.(gate_proj|up_proj|down_proj|w1|w2|w3)$"
 ATTENTION_RE = r"re:.*self_attn\.(q_proj|k_proj|v_proj|o_proj)$"

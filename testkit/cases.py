@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from quantspec.runtime.testing.export import (
+from testkit.export import (
     Exported,
     export_auto_round,
     export_awq,
@@ -26,10 +26,10 @@ from quantspec.runtime.testing.export import (
     export_modelslim,
     write_float,
 )
-from quantspec.runtime.testing.export_ct import CTRecipe, awq_dequantized, export_compressed_tensors
-from quantspec.runtime.testing.export_gguf import QT, export_gguf
-from quantspec.runtime.testing.models import TinyArch
-from quantspec.runtime.writers import AutoRoundPacking
+from testkit.export_ct import CTRecipe, awq_dequantized, export_compressed_tensors
+from testkit.export_gguf import QT, export_gguf
+from testkit.models import TinyArch
+from testkit.writers import AutoRoundPacking
 
 #: A matrix row: ``(family, scheme, layer)`` as the matrix spells them.
 RowKey = tuple[str, str, str]

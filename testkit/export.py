@@ -2,13 +2,13 @@
 
 Each ``export_*`` function writes ``config.json`` (with the producer's ``quantization_config``
 when the format has one), ``model.safetensors`` under the producer's exact tensor names
-(per-expert 2-D MoE modules, see :mod:`quantspec.runtime.testing.models`) and the producer's
+(per-expert 2-D MoE modules, see :mod:`testkit.models`) and the producer's
 side files, then returns an :class:`Exported` record. The per-tensor layouts come from
-:mod:`quantspec.runtime.writers` (round-to-nearest, no calibration, which is all a layout test
+:mod:`testkit.writers` (round-to-nearest, no calibration, which is all a layout test
 needs); routers, embeddings, norms and ``lm_head`` stay float as the producers keep them.
 
 compressed-tensors and GGUF folders are written by their own libraries in
-:mod:`quantspec.runtime.testing.export_ct` and :mod:`quantspec.runtime.testing.export_gguf`.
+:mod:`testkit.export_ct` and :mod:`testkit.export_gguf`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from quantspec.runtime import writers as wr
-from quantspec.runtime.testing.models import TinyArch, checkpoint_state_dict, token_batch
+from testkit import writers as wr
+from testkit.models import TinyArch, checkpoint_state_dict, token_batch
 
 #: A per-module writer: float ``[N, K]`` weight and module name to the module's tensors by suffix.
 ModuleWriter = Callable[[Tensor, str], dict[str, Tensor]]

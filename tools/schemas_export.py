@@ -1,6 +1,7 @@
 """Generate the checked-in JSON Schemas under ``schemas/`` from the pydantic models.
 
-``python -m quantspec.schemas_export`` (or ``make schemas``) rewrites every file;
+A developer tool, not shipped: ``python -m tools.schemas_export`` (or ``make schemas``) rewrites
+every file;
 ``--check`` exits 1 when a checked-in schema differs from what the models give (a test
 runs the same comparison). Each module that owns a model adds it to :data:`SCHEMAS`.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from quantspec._io import write_text_atomic
+from quantspec.schema_files import REPO_SCHEMAS
 
 #: schema file name -> "module:Model". Strings keep this import cheap and torch-free.
 SCHEMAS: dict[str, str] = {
@@ -30,7 +32,7 @@ SCHEMAS: dict[str, str] = {
     "mxfp8_request.schema.json": "quantspec.formats.mxfp8_online:Mxfp8Request",
 }
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = REPO_SCHEMAS
 
 
 def _model(ref: str) -> Any:
@@ -57,7 +59,7 @@ def stale(directory: Path = SCHEMA_DIR) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or ``--check``) every schema."""
-    parser = argparse.ArgumentParser(prog="python -m quantspec.schemas_export")
+    parser = argparse.ArgumentParser(prog="python -m tools.schemas_export")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--dir", type=Path, default=SCHEMA_DIR)
     args = parser.parse_args(argv)

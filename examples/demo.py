@@ -1,4 +1,4 @@
-"""``make demo``: the main job on the bundled example.
+"""``make demo`` (``python examples/demo.py``): the main job on the bundled example.
 
 The example (``examples/tiny-llama-w8a8-dynamic``) is a tiny Llama quantized W8A8_DYNAMIC in the
 msModelSlim layout. The demo validates its description, plans it for an Atlas A2, loads it with
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from quantspec.cli.main import main as cli
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent
 CHECKPOINT = EXAMPLES / "tiny-llama-w8a8-dynamic"
 REFERENCE = EXAMPLES / "tiny-llama-reference.safetensors"
 

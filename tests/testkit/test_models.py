@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quantspec.runtime.testing.export import linear_modules
-from quantspec.runtime.testing.metrics import expert_output, swiglu_reference
-from quantspec.runtime.testing.models import (
+from testkit.export import linear_modules
+from testkit.metrics import expert_output, swiglu_reference
+from testkit.models import (
     EXPERTS,
     MOE_INTERMEDIATE,
     TinyArch,
