@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 # (the runtime ones import torch).
 _LAZY: dict[str, tuple[str, str]] = {
     "load_quantized": ("quantspec.runtime.loader", "load_quantized"),
+    "load_plan": ("quantspec.runtime.loader", "load_plan"),
     "QuantizedModel": ("quantspec.runtime.loader", "QuantizedModel"),
 }
 
@@ -90,6 +91,7 @@ __all__ = [
     "SupportMatrix",
     "__version__",
     "load_matrix",
+    "load_plan",
     "load_quantized",
     "plan",
 ]

@@ -245,6 +245,42 @@ class MatchKind(StrEnum):
     CLASS_NAME = "class_name"
 
 
+class Executable(StrEnum):
+    """The runtime classes a planned layer executes with (the value is the class name).
+
+    The plan names one per accepted layer; the loader builds exactly that class
+    (``quantspec.runtime.executables``). ``FLOAT_TENSORS`` is no module: the layer's tensors are
+    loaded (cast to the model dtype when float) into the model's own module. A test binds every
+    member to a registered class and every registered class to a member.
+    """
+
+    CT_W8A8_DYNAMIC = "CompressedTensorsW8A8Dynamic"
+    CT_W8A8_FP8_DYNAMIC = "CompressedTensorsW8A8Fp8Dynamic"
+    CT_W8A8_STATIC = "CompressedTensorsW8A8Static"
+    FLOAT_EXPERTS = "FloatExperts"
+    FLOAT_TENSORS = "FloatTensors"
+    GGUF_LINEAR = "GgufLinear"
+    INT8_DYNAMIC_EXPERTS = "Int8DynamicExperts"
+    MS_MXFP8 = "ModelSlimMxFp8"
+    MS_W4A4_DYNAMIC = "ModelSlimW4A4Dynamic"
+    MS_W4A4_MXFP4 = "ModelSlimW4A4Mxfp4"
+    MS_W4A8_MXFP = "ModelSlimW4A8Mxfp"
+    MS_W8A16 = "ModelSlimW8A16"
+    MS_W8A8_DYNAMIC = "ModelSlimW8A8Dynamic"
+    MS_W8A8_FP8_DYNAMIC = "ModelSlimW8A8Fp8Dynamic"
+    MS_W8A8_MIX = "ModelSlimW8A8Mix"
+    MS_W8A8_STATIC = "ModelSlimW8A8Static"
+    MXFP4_W4A4_EXPERTS = "MxFp4W4A4Experts"
+    MXFP4_W4A8_EXPERTS = "MxFp4W4A8Experts"
+    MXFP8_EXPERTS = "MxFp8Experts"
+    ONLINE_MXFP8 = "OnlineMxFp8"
+    ONLINE_MXFP8_EXPERTS = "OnlineMxFp8Experts"
+    W4A4_EXPERTS = "W4A4Experts"
+    W4A8_EXPERTS = "W4A8Experts"
+    WEIGHT_ONLY_EXPERTS = "WeightOnlyExperts"
+    WEIGHT_ONLY_LINEAR = "WeightOnlyLinear"
+
+
 class DefectId(StrEnum):
     """Known producer defects (``plan/defects.yaml``), one checker each."""
 

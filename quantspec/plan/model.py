@@ -16,7 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantspec.description import KVCacheQuant, QuantSpec
 from quantspec.errors import Reason
-from quantspec.vocab import DefectId, Domain, FormatFamily, LayerKind, NpuGen, ParallelMode, SchemeId, Status
+from quantspec.vocab import (
+    DefectId,
+    Domain,
+    Executable,
+    FormatFamily,
+    LayerKind,
+    NpuGen,
+    ParallelMode,
+    SchemeId,
+    Status,
+)
 
 PLAN_VERSION: Literal[1] = 1
 
@@ -77,7 +87,7 @@ class PlannedLayer(_Frozen):
     #: The quantization the loader applies (accepted quantized layers).
     quant: QuantSpec | None = None
     #: Executable scheme class name the runtime registers under the matrix key.
-    executable: str | None = None
+    executable: Executable | None = None
     kernels: tuple[str, ...] = ()
     transforms: tuple[str, ...] = ()
     bytes_after_load: int | None = None

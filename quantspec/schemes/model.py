@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from quantspec.schemes.expr import DimFn, compile_dim, compile_shape
-from quantspec.vocab import FormatFamily, Layout, MatrixLayer, SchemeId
+from quantspec.vocab import Executable, FormatFamily, Layout, MatrixLayer, SchemeId
 
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32"})
 #: Bits per element of the canonical dtype names (inventory names, see ``plan.inventory``).
@@ -104,7 +104,7 @@ class SchemeSpec(_Frozen):
     layer: MatrixLayer
     layout: Layout
     #: Executable scheme class name; the runtime registers its class under the same key.
-    executable: str
+    executable: Executable
     #: Role whose shape gives ``N`` and ``K`` (``weight``, ``qweight``, ``weight_packed``).
     weight_role: str
     #: Expressions over the weight's dims ``s0``, ``s1`` (and ``pf``) giving ``N`` and ``K``.

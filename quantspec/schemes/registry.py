@@ -12,65 +12,65 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from quantspec.schemes.model import DtypeRule, LoadedTensor, SchemeSpec, TensorRole
-from quantspec.vocab import FormatFamily, Layout, MatrixLayer, SchemeId
+from quantspec.vocab import Executable, FormatFamily, Layout, MatrixLayer, SchemeId
 
 F = FormatFamily
+X = Executable
 S = SchemeId
 L = MatrixLayer
 
-#: The runtime class each key executes with: its ``__name__`` in the linear registry
-#: (``quantspec.runtime.schemes``) or the MoE group registry (``quantspec.runtime.moe``).
-#: Several keys share a class where the runtime registers one class for many keys; the names are
-#: plain strings so that this module needs no torch (tests/test_matrix_binding.py binds the two).
-_EXECUTABLE: dict[tuple[FormatFamily, SchemeId, MatrixLayer], str] = {
-    (F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR): "ModelSlimW8A8Dynamic",
-    (F.MODELSLIM, S.W8A8_STATIC, L.LINEAR): "ModelSlimW8A8Static",
-    (F.MODELSLIM, S.W8A8_MIX, L.LINEAR): "ModelSlimW8A8Mix",
-    (F.MODELSLIM, S.W8A16, L.LINEAR): "ModelSlimW8A16",
-    (F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR): "ModelSlimW4A4Dynamic",
-    (F.MODELSLIM, S.W8A8_MXFP8, L.LINEAR): "ModelSlimMxFp8",
-    (F.MODELSLIM, S.W4A8_MXFP, L.LINEAR): "ModelSlimW4A8Mxfp",
-    (F.MODELSLIM, S.W4A4_MXFP4, L.LINEAR): "ModelSlimW4A4Mxfp4",
-    (F.MODELSLIM, S.W8A8_FP8_DYNAMIC, L.LINEAR): "ModelSlimW8A8Fp8Dynamic",
-    (F.MODELSLIM, S.W8A8_DYNAMIC, L.MOE): "Int8DynamicExperts",
-    (F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE): "W4A4Experts",
-    (F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE): "W4A8Experts",
-    (F.MODELSLIM, S.W8A8_MXFP8, L.MOE): "MxFp8Experts",
-    (F.MODELSLIM, S.W4A8_MXFP, L.MOE): "MxFp4W4A8Experts",
-    (F.MODELSLIM, S.W4A4_MXFP4, L.MOE): "MxFp4W4A4Experts",
-    (F.AWQ, S.W4A16, L.LINEAR): "WeightOnlyLinear",
-    (F.AWQ, S.W8A16, L.LINEAR): "WeightOnlyLinear",
-    (F.AWQ, S.W4A16, L.MOE): "WeightOnlyExperts",
-    (F.GPTQ, S.W4A16, L.LINEAR): "WeightOnlyLinear",
-    (F.GPTQ, S.W8A16, L.LINEAR): "WeightOnlyLinear",
-    (F.GPTQ, S.W4A16, L.MOE): "WeightOnlyExperts",
-    (F.GPTQ, S.W8A16, L.MOE): "WeightOnlyExperts",
-    (F.AUTO_ROUND, S.W4A16, L.LINEAR): "WeightOnlyLinear",
-    (F.AUTO_ROUND, S.W8A16, L.LINEAR): "WeightOnlyLinear",
-    (F.AUTO_ROUND, S.W4A16, L.MOE): "WeightOnlyExperts",
-    (F.AUTO_ROUND, S.W8A16, L.MOE): "WeightOnlyExperts",
-    (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.LINEAR): "CompressedTensorsW8A8Dynamic",
-    (F.COMPRESSED_TENSORS, S.W8A8_STATIC, L.LINEAR): "CompressedTensorsW8A8Static",
-    (F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR): "WeightOnlyLinear",
-    (F.COMPRESSED_TENSORS, S.W8A16, L.LINEAR): "WeightOnlyLinear",
-    (F.COMPRESSED_TENSORS, S.W8A8_FP8_DYNAMIC, L.LINEAR): "CompressedTensorsW8A8Fp8Dynamic",
-    (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE): "Int8DynamicExperts",
-    (F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE): "W4A8Experts",
-    (F.COMPRESSED_TENSORS, S.W4A16, L.MOE): "WeightOnlyExperts",
-    (F.GGUF, S.GGUF, L.LINEAR): "GgufLinear",
-    (F.GGUF, S.GGUF, L.MOE): "FloatExperts",
-    (F.MXFP8_ONLINE, S.W8A8_MXFP8, L.LINEAR): "OnlineMxFp8",
-    (F.MXFP8_ONLINE, S.W8A8_MXFP8, L.MOE): "OnlineMxFp8Experts",
+#: The runtime class each key executes with (:class:`~quantspec.vocab.Executable`, whose value is
+#: the class name in ``quantspec.runtime.executables``). Several keys share a class where the
+#: runtime registers one class for many keys (tests/test_matrix_binding.py binds the two).
+_EXECUTABLE: dict[tuple[FormatFamily, SchemeId, MatrixLayer], Executable] = {
+    (F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR): X.MS_W8A8_DYNAMIC,
+    (F.MODELSLIM, S.W8A8_STATIC, L.LINEAR): X.MS_W8A8_STATIC,
+    (F.MODELSLIM, S.W8A8_MIX, L.LINEAR): X.MS_W8A8_MIX,
+    (F.MODELSLIM, S.W8A16, L.LINEAR): X.MS_W8A16,
+    (F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR): X.MS_W4A4_DYNAMIC,
+    (F.MODELSLIM, S.W8A8_MXFP8, L.LINEAR): X.MS_MXFP8,
+    (F.MODELSLIM, S.W4A8_MXFP, L.LINEAR): X.MS_W4A8_MXFP,
+    (F.MODELSLIM, S.W4A4_MXFP4, L.LINEAR): X.MS_W4A4_MXFP4,
+    (F.MODELSLIM, S.W8A8_FP8_DYNAMIC, L.LINEAR): X.MS_W8A8_FP8_DYNAMIC,
+    (F.MODELSLIM, S.W8A8_DYNAMIC, L.MOE): X.INT8_DYNAMIC_EXPERTS,
+    (F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE): X.W4A4_EXPERTS,
+    (F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE): X.W4A8_EXPERTS,
+    (F.MODELSLIM, S.W8A8_MXFP8, L.MOE): X.MXFP8_EXPERTS,
+    (F.MODELSLIM, S.W4A8_MXFP, L.MOE): X.MXFP4_W4A8_EXPERTS,
+    (F.MODELSLIM, S.W4A4_MXFP4, L.MOE): X.MXFP4_W4A4_EXPERTS,
+    (F.AWQ, S.W4A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.AWQ, S.W8A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.AWQ, S.W4A16, L.MOE): X.WEIGHT_ONLY_EXPERTS,
+    (F.GPTQ, S.W4A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.GPTQ, S.W8A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.GPTQ, S.W4A16, L.MOE): X.WEIGHT_ONLY_EXPERTS,
+    (F.GPTQ, S.W8A16, L.MOE): X.WEIGHT_ONLY_EXPERTS,
+    (F.AUTO_ROUND, S.W4A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.AUTO_ROUND, S.W8A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.AUTO_ROUND, S.W4A16, L.MOE): X.WEIGHT_ONLY_EXPERTS,
+    (F.AUTO_ROUND, S.W8A16, L.MOE): X.WEIGHT_ONLY_EXPERTS,
+    (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.LINEAR): X.CT_W8A8_DYNAMIC,
+    (F.COMPRESSED_TENSORS, S.W8A8_STATIC, L.LINEAR): X.CT_W8A8_STATIC,
+    (F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.COMPRESSED_TENSORS, S.W8A16, L.LINEAR): X.WEIGHT_ONLY_LINEAR,
+    (F.COMPRESSED_TENSORS, S.W8A8_FP8_DYNAMIC, L.LINEAR): X.CT_W8A8_FP8_DYNAMIC,
+    (F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE): X.INT8_DYNAMIC_EXPERTS,
+    (F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE): X.W4A8_EXPERTS,
+    (F.COMPRESSED_TENSORS, S.W4A16, L.MOE): X.WEIGHT_ONLY_EXPERTS,
+    (F.GGUF, S.GGUF, L.LINEAR): X.GGUF_LINEAR,
+    (F.GGUF, S.GGUF, L.MOE): X.FLOAT_EXPERTS,
+    (F.MXFP8_ONLINE, S.W8A8_MXFP8, L.LINEAR): X.ONLINE_MXFP8,
+    (F.MXFP8_ONLINE, S.W8A8_MXFP8, L.MOE): X.ONLINE_MXFP8_EXPERTS,
 }
 #: The executable of layers with no runtime module (attention/KV-cache entries, embeddings,
 #: unquantized linears): their tensors are loaded, cast to the model dtype when float (GGUF
 #: dequantized), and installed into the model's own modules.
-LOADED_AS_FLOAT = "FloatTensors"
+LOADED_AS_FLOAT = Executable.FLOAT_TENSORS
 #: The runtime class of unquantized MoE experts (registered under ``(unquantized, None)``).
-FLOAT_MOE = "FloatExperts"
+FLOAT_MOE = Executable.FLOAT_EXPERTS
 
 
-def executable_name(family: FormatFamily, scheme: SchemeId | None, layer: MatrixLayer) -> str:
+def executable_name(family: FormatFamily, scheme: SchemeId | None, layer: MatrixLayer) -> Executable:
     """Name of the runtime class that executes a key, e.g. ``ModelSlimW8A8Static``, or
     :data:`LOADED_AS_FLOAT` for layers whose tensors are loaded as float (attention, embedding)."""
     if scheme is None:

@@ -116,14 +116,14 @@ def test_module_names_are_checkpoint_names(session: Session, case: Case) -> None
         if module_kind(module) == "expert":
             owner = module.split(f".{container}.")[0] + f".{container}"
             assert owner in keys, f"{case.id}: experts {owner} not loaded as a module"
-        elif case.producer in GGUF:
-            # GGUF is dequantized at load: its linears are float tensors under their HF names.
+        elif case.producer in GGUF and module_kind(module) == "embedding":
+            # GGUF embeddings are dequantized at load into the model's own embedding (FloatTensors).
             assert f"{module}.weight" in floats, f"{case.id}: dequantized {module}.weight missing"
         else:
             assert module in keys, f"{case.id}: quantized {module} is not an executable module"
-    if case.producer not in GGUF:
-        # quantized weights are never also handed out as float tensors
-        assert not any(f"{m}.weight" in floats for m in loaded.exported.quantized), case.id
+    # quantized linear weights are never also handed out as float tensors
+    assert not any(f"{m}.weight" in floats for m in loaded.exported.quantized
+                   if module_kind(m) != "embedding"), case.id
 
 
 def _effective(session: Session, case: Case) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -265,3 +265,10 @@ def test_ct_w4a8_clip_flag_that_disagrees_with_the_tensors_is_rejected(session: 
     assert msg.message == (
         "model.layers.0.mlp.experts.0.gate_proj: activation_use_clip is false but weight_scale is int64, the "
         "non-clip variant stores float32; a bias per expert projection belongs to the clip variant")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_every_accepted_layer_is_loaded_as_the_plans_executable(session: Session, case: Case) -> None:
+    from testkit.follow import mismatches
+
+    assert mismatches(session.loaded(case).qmodel) == []

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import quantspec
 from quantspec.cli.main import main as cli
 from quantspec.vocab import LayerKind, NpuGen
+from testkit.follow import mismatches
 from testkit.metrics import LogitStats, logit_stats
 from tests.producers.conftest import require_export
 from tests.producers.hf_cases import BY_ID, CASES, HfCase
@@ -41,6 +42,7 @@ def run(case_id: str, producer_fixes: tuple[str, ...] = ()) -> tuple[LogitStats,
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(export),  # type: ignore[no-untyped-call]
                                                  dtype=getattr(torch, case.dtype))
+    assert mismatches(qm) == []  # the loader built exactly what the plan names
     qm.install(model)
     model.train(False)
     with torch.no_grad():

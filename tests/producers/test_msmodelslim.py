@@ -25,6 +25,7 @@ import quantspec
 from quantspec.cli.main import main as cli
 from quantspec.repair import apply_repairs, find_repairs
 from quantspec.vocab import NpuGen
+from testkit.follow import mismatches
 from testkit.metrics import LogitStats, logit_stats
 from tests.producers.conftest import assert_recorded_failure, require_export
 from tests.producers.ms_cases import CASES, MsCase
@@ -95,6 +96,7 @@ def run(case_id: str, export: Path | None = None) -> Result:
     dtype = getattr(torch, case.dtype)
     qm = quantspec.load_quantized(export, device="cpu", target=case.target, allow_untested=case.allow_untested,
                                   progress=False)
+    assert mismatches(qm) == []  # the loader built exactly what the plan names
     modules: dict[str, float] = {}
     weights: dict[str, float] = {}
     with torch.no_grad():

@@ -16,7 +16,8 @@ from quantspec.runtime.loader.progress import progress_bar
 from quantspec.runtime.loader.reader import TensorReader, refuse_pickle
 from quantspec.runtime.loader.target import backend_ops, resolve_dtype, resolve_target
 from quantspec.runtime.loader.tp import TensorParallel
-from quantspec.vocab import DefectId, FormatFamily, LayerKind, NpuGen, SchemeId
+from quantspec.runtime.ops.base import Ops
+from quantspec.vocab import DefectId, Executable, FormatFamily, NpuGen
 
 
 def rejection(plan: Plan) -> PlanRejected:
@@ -30,35 +31,25 @@ def rejection(plan: Plan) -> PlanRejected:
 
 
 def check_executable(plan: Plan) -> None:
-    """Every accepted quantized layer must have a runtime class; refused before any weight is read."""
-    from quantspec.runtime.moe import registered_moe
-    from quantspec.runtime.schemes import registered_linear
+    """Every accepted layer's executable must be one this runtime has; refused before any weight is read."""
+    from quantspec.runtime.executables import registered_executables
 
-    linear, moe = registered_linear(), registered_moe()
-    fmt = {c.name: c.format for c in plan.components}
+    have = registered_executables()
     missing: list[Reason] = []
     for layer in plan.layers:
-        q = layer.quant
-        if q is None or q.scheme is None or q.scheme is SchemeId.GGUF:
+        ex = layer.executable
+        if ex is None or ex is Executable.FLOAT_TENSORS or ex in have:
             continue
-        family = fmt.get(layer.component or "", plan.format) if layer.component else plan.format
-        if layer.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
-            ok = (family, q.scheme) in moe
-        elif layer.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER):
-            ok = (family, q.scheme) in linear
-        else:
-            continue
-        if not ok:
-            missing.append(reason(Code.PLAN_NO_SCHEME, f"{layer.kind.value} {family.value} {q.scheme.value} has no "
-                                  f"executable in this quantspec runtime", where=layer.name,
-                                  hint="see docs/loading.md for the schemes load_quantized runs"))
+        missing.append(reason(Code.PLAN_NO_SCHEME, f"the plan names executable {ex.value}, which this quantspec "
+                              "runtime does not have", where=layer.name,
+                              hint="plan and load with the same quantspec version (see docs/loading.md)"))
     if missing:
         raise PlanRejected(missing)
 
 
-def _components(plan: Plan, root: Path) -> list[tuple[PlanComponent, str | None]]:
+def _components(plan: Plan) -> list[tuple[PlanComponent, str | None]]:
     """(component, name prefix) to load: the single model, or each quantized pipeline component."""
-    if not (root / "model_index.json").is_file():
+    if not any(layer.component is not None for layer in plan.layers):
         return [(c, None) for c in plan.components[:1]]
     return [(c, c.name) for c in plan.components if c.format is not FormatFamily.UNQUANTIZED]
 
@@ -104,17 +95,41 @@ def load_quantized(
 
     plan = make_plan(root, target=gen, tp=tp_size, allow_untested=allow_untested, quantization=quantization,
                      producer_fixes=producer_fixes)
+    return load_plan(plan, device=device, tp_rank=tp_rank, dtype=dtype, progress=progress, _ops=ops)
+
+
+def load_plan(
+    plan: Plan,
+    device: str = "npu",
+    *,
+    tp_rank: int = 0,
+    dtype: torch.dtype | str | None = None,
+    progress: bool = True,
+    _ops: Ops | None = None,
+) -> QuantizedModel:
+    """Build exactly what ``plan`` says: for every accepted layer the executable it names, split as its
+    parallel mode says for ``tp_rank`` of ``plan.tp``, from the files its tensors are in.
+
+    The loader decides nothing the plan did not: no scheme lookup, no fallback. A plan made
+    elsewhere (``quantspec plan --format json``, ``Plan.model_validate_json``) loads the same.
+    Raises :class:`~quantspec.errors.PlanRejected` for a plan that rejects layers or names an
+    executable this runtime lacks, before any weight is read.
+    """
+    if not 0 <= tp_rank < plan.tp:
+        raise InvalidInput(reason(Code.USAGE, f"tp_rank {tp_rank} is not in [0, plan.tp={plan.tp})",
+                                  hint="plan with --tp N for N ranks"))
+    ops = _ops or backend_ops(device)
     if not plan.accepted:
         raise rejection(plan)
     check_executable(plan)
     require_for = getattr(ops, "require_for", None)  # the npu backend: dtypes of this torch_npu build
     if require_for is not None:
         require_for(layer.scheme for layer in plan.layers if layer.scheme is not None)
+    tp_size = plan.tp
     tp = TensorParallel(rank=tp_rank, size=tp_size)
-    comps = _components(plan, root)
+    comps = _components(plan)
     for comp, _ in comps:
-        if comp.path != str(root):
-            refuse_pickle(Path(comp.path))
+        refuse_pickle(Path(comp.path))
     loaded = {name for _, name in comps}
     total = sum(len(layer.tensors) for layer in plan.layers if layer.component in loaded)
     out = Built()

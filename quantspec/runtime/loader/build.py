@@ -22,14 +22,14 @@ from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidCheckpoint, QuantspecError, reason
 from quantspec.plan.contract import pack_factor
 from quantspec.plan.model import LayerStatus, Plan, PlannedLayer
+from quantspec.runtime.executables import executable_class
 from quantspec.runtime.loader.reader import Reader
 from quantspec.runtime.loader.tp import Parallel, TensorParallel, local_dims, parallel_of, shard_tensors
-from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts, Stacker, moe_group_for
+from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts, Stacker
 from quantspec.runtime.ops.base import Ops
-from quantspec.runtime.schemes import linear_scheme_for
-from quantspec.runtime.schemes.base import check_tensor_values
+from quantspec.runtime.schemes.base import LinearScheme, check_tensor_values
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import Backend, FormatFamily, LayerKind, MatrixLayer, SchemeId
+from quantspec.vocab import Backend, Executable, FormatFamily, LayerKind, MatrixLayer
 
 #: Float dtypes a float tensor is cast from (to the model dtype); other dtypes are kept.
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -194,18 +194,15 @@ class Builder:
 
     # ------------------------------------------------------------------ per layer
     def _build(self, unit: list[PlannedLayer]) -> None:
-        """Dispatch one unit. GGUF layers are float tensors (dequantized by the reader); online MXFP8
-        keeps routers float (their float weight is in the checkpoint, engines keep the router
-        unquantized, and transformers routers are not plain linears)."""
+        """Build one unit as its plan says: MoE groups (w13 and w2 together), the executable class the
+        plan names, or float tensors (``FloatTensors``, and layers with no executable: norms)."""
         first = unit[0]
         if first.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
             self._moe(unit)
-        elif (first.quant is not None and first.quant.scheme is not SchemeId.GGUF
-              and first.kind in (LayerKind.LINEAR, LayerKind.LM_HEAD, LayerKind.ROUTER)
-              and not (first.kind is LayerKind.ROUTER and self.family is FormatFamily.MXFP8_ONLINE)):
-            self._linear(first)
-        else:
+        elif first.executable is None or first.executable is Executable.FLOAT_TENSORS:
             self._float(first)
+        else:
+            self._linear(first)
 
     def _spec(self, quant: QuantSpec | None, layer: MatrixLayer) -> SchemeSpec:
         if quant is None or quant.scheme is None:
@@ -230,9 +227,12 @@ class Builder:
 
     def _linear(self, layer: PlannedLayer) -> None:
         quant = layer.quant
-        assert quant is not None and quant.scheme is not None
+        assert quant is not None and quant.scheme is not None and layer.executable is not None
         spec = self._spec(quant, MatrixLayer.LINEAR)
-        cls = linear_scheme_for(self.family, quant.scheme)
+        cls = executable_class(layer.executable)
+        if not issubclass(cls, LinearScheme):
+            raise InvalidCheckpoint(reason(Code.PLAN_NO_SCHEME, f"{layer.name}: the plan's executable "
+                                           f"{layer.executable.value} is not a linear scheme", where=layer.name))
         par = parallel_of(layer)
         for shard in layer.shards or (layer.module,):
             tensors = self._read(layer.tensors, shard)
@@ -294,7 +294,10 @@ class Builder:
     def _group(self, layer: PlannedLayer, group: GroupName) -> ExpertGroup:
         quant = layer.quant
         spec = self._spec(quant, MatrixLayer.MOE)
-        cls = moe_group_for(self.family, quant.scheme if quant else None)
+        cls = executable_class(layer.executable or Executable.FLOAT_EXPERTS)
+        if not issubclass(cls, ExpertGroup):
+            raise InvalidCheckpoint(reason(Code.PLAN_NO_SCHEME, f"{layer.name}: the plan's executable "
+                                           f"{cls.__name__} is not an expert group", where=layer.name))
         par = Parallel.COLUMN if group == "w13" else Parallel.ROW
         experts = list(layer.experts)
         stacker = Stacker(len(experts), device=self.device)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidInput, reason
+from quantspec.runtime.executables import record
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import MODEL_DTYPES, check_model_dtype
 from quantspec.vocab import FormatFamily, MatrixLayer, SchemeId
@@ -129,6 +130,7 @@ def register_moe(
             raise ValueError(f"MoE group {key} registered twice")
         _GROUPS[key] = cls
         cls.keys = (*cls.keys, key)
+        record(cls)
         return cls
 
     return deco

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from quantspec.errors import Code, InvalidInput, reason
+from quantspec.runtime.executables import record
 from quantspec.runtime.schemes.base import LinearScheme
 from quantspec.vocab import FormatFamily, MatrixLayer, SchemeId
 
@@ -20,6 +21,7 @@ def register_linear(family: FormatFamily, scheme: SchemeId) -> Callable[[type[Li
             raise ValueError(f"linear scheme {key} registered twice ({_LINEAR[key].__name__}, {cls.__name__})")
         _LINEAR[key] = cls
         cls.keys = (*cls.keys, key)
+        record(cls)
         return cls
 
     return deco

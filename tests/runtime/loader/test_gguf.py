@@ -1,4 +1,5 @@
-"""GGUF: dequantized at load, float tensors under Hugging Face names, Q/K permutation undone."""
+"""GGUF: dequantized at load into the executables the plan names (GgufLinear, float experts; embeddings
+as float tensors) under Hugging Face names, Q/K permutation undone."""
 
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ import torch
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.moe import QuantizedExperts
 from quantspec.runtime.moe.groups import FloatExperts
+from quantspec.runtime.schemes.gguf import GgufLinear
+from quantspec.vocab import Executable
 from testkit.export_gguf import QT, export_gguf
 from testkit.models import TinyArch, build_float_model, logits, token_batch
 from tests.runtime.loader.ckpt import meta_model
 
 
-def test_gguf_llama_float_tensors_and_logits(tmp_path: Path) -> None:
+def test_gguf_llama_linears_and_logits(tmp_path: Path) -> None:
     ref = build_float_model(TinyArch.LLAMA)
     exported = export_gguf(ref, TinyArch.LLAMA, tmp_path, QT.Q8_0)
     qm = load_quantized(tmp_path, "cpu", progress=False)
-    sd = qm.state_dict()
-    assert not qm.modules  # dense GGUF layers are plain float tensors
+    planned = {layer.name: layer.executable for layer in qm.plan.layers if layer.kind.value == "linear"}
     for module in ("model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.k_proj", "lm_head"):
         want = exported.reference[module].to(torch.bfloat16)
-        assert torch.equal(sd[f"{module}.weight"], want), module  # permutation undone, bit-identical dequant
+        got = qm.modules[module]
+        assert isinstance(got, GgufLinear)  # what the plan names
+        assert torch.equal(got.weight, want), module  # permutation undone, bit-identical dequant
+    assert set(planned.values()) == {Executable.GGUF_LINEAR}
     model = qm.install(meta_model(ref))
     tokens = token_batch()
     got, want = logits(model, tokens), logits(ref, tokens)
