@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from quantspec.errors import Code, InvalidMatrix, Reason, reason
-from quantspec.matrix.model import SCHEMA_VERSION, SupportMatrix
+from quantspec.matrix.model import SCHEMA_VERSION, ConstraintId, SupportMatrix
 
 MATRIX_FILENAME = "support_matrix.yaml"
 
@@ -133,6 +133,20 @@ def _bundled() -> SupportMatrix:
     return parse_matrix(path.read_text(encoding="utf-8"), file=str(path))
 
 
+def _file_path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """pydantic's error location without the discriminator tag it inserts after a constraint's index
+    (``constraints/0/dim_multiple/params``): the path as it is in the file."""
+    out: list[int | str] = []
+    for i, part in enumerate(loc):
+        if i >= 2 and loc[i - 2] == "constraints" and isinstance(loc[i - 1], int) and part in _CONSTRAINT_IDS:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+_CONSTRAINT_IDS = frozenset(c.value for c in ConstraintId)
+
+
 def _entry_name(data: Any, loc: tuple[int | str, ...]) -> str | None:
     """``family/scheme/layer`` of the entry a validation error points into, if readable."""
     if len(loc) >= 2 and loc[0] == "entries" and isinstance(loc[1], int):
@@ -147,7 +161,7 @@ def _entry_name(data: Any, loc: tuple[int | str, ...]) -> str | None:
 def _reasons(exc: ValidationError, data: Any, file: str) -> list[Reason]:
     out: list[Reason] = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = _file_path(tuple(err["loc"]))
         pointer = "/" + "/".join(str(p) for p in loc) if loc else "/"
         entry = _entry_name(data, loc)
         prefix = f"entry {entry}: " if entry else ""

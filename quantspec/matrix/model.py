@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from quantspec.vocab import FormatFamily, MatrixLayer, Mode, NpuGen, SchemeId, Status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MATRIX_VERSION_RE = re.compile(r"^\d{4}\.\d{2}\.\d+$")
 
 
@@ -98,13 +98,161 @@ class ConstraintId(StrEnum):
     UNIFORM_SHARDS = "uniform_shards"
 
 
-class Constraint(_Frozen):
-    """One kernel constraint with its parameters and source."""
+class _Params(_Frozen):
+    """Parameters of one constraint kind: unknown keys are refused (a typo is an error, not a default)."""
 
-    id: ConstraintId
-    params: dict[str, int | str | bool | list[int] | list[str]] = Field(default_factory=dict)
+
+class NzAlignmentParams(_Params):
+    """``dtype`` of the weight NZ is checked for (default: the stored weight dtype)."""
+
+    dtype: Literal["int8", "int4", "uint8", "int32", "float16", "bfloat16"] | None = None
+
+
+class MultipleParams(_Params):
+    """A multiple (``antiquant_group``: of the group size)."""
+
+    multiple: int = Field(32, ge=1)
+
+
+class ValuesParams(_Params):
+    """Allowed integer values (group sizes, bit widths)."""
+
+    values: tuple[int, ...] = Field(min_length=1)
+
+
+class DtypeValuesParams(_Params):
+    """Allowed model dtypes."""
+
+    values: tuple[Literal["float16", "bfloat16", "float32"], ...] = Field(min_length=1)
+
+
+class A8W4GroupParams(_Params):
+    """The grouped A8W4 kernel's group size and K limit."""
+
+    group: int = Field(256, ge=1)
+    k_max: int = Field(18432, ge=1)
+
+
+class MxBlockParams(_Params):
+    """MX block size along K and the multiple K must be."""
+
+    block: int = Field(32, ge=1)
+    k_multiple: int = Field(64, ge=1)
+
+
+class DimMultipleParams(_Params):
+    """Dimensions (``k``, ``n``) that must be multiples of ``multiple``."""
+
+    dims: tuple[Literal["k", "n"], ...] = Field(("k",), min_length=1)
+    multiple: int = Field(ge=1)
+
+
+class MaxParams(_Params):
+    """An upper bound."""
+
+    max: int = Field(ge=1)
+
+
+class NoParams(_Params):
+    """A constraint without parameters."""
+
+
+class _ConstraintBase(_Frozen):
     text: str
     source: str
+
+
+class NzAlignment(_ConstraintBase):
+    """NZ (FRACTAL_NZ) alignment of the weight's last two dims; violating it falls back to ND."""
+
+    id: Literal[ConstraintId.NZ_ALIGNMENT]
+    params: NzAlignmentParams = NzAlignmentParams()
+
+
+class AntiquantGroup(_ConstraintBase):
+    """``antiquant_group_size`` must be a multiple of ``multiple`` and smaller than K."""
+
+    id: Literal[ConstraintId.ANTIQUANT_GROUP]
+    params: MultipleParams = MultipleParams()
+
+
+class Int4NzGroup(_ConstraintBase):
+    """int4 weights in NZ accept only these group sizes."""
+
+    id: Literal[ConstraintId.INT4_NZ_GROUP]
+    params: ValuesParams = ValuesParams(values=(64, 128))
+
+
+class A8W4Group(_ConstraintBase):
+    """The grouped A8W4 kernel: per-group scales only with ``group`` and K <= ``k_max``."""
+
+    id: Literal[ConstraintId.A8W4_GROUP]
+    params: A8W4GroupParams = A8W4GroupParams()
+
+
+class MxBlock(_ConstraintBase):
+    """MX block size along K, K a multiple of ``k_multiple``."""
+
+    id: Literal[ConstraintId.MX_BLOCK]
+    params: MxBlockParams = MxBlockParams()
+
+
+class DimMultiple(_ConstraintBase):
+    """Dimensions that must be multiples of ``multiple``."""
+
+    id: Literal[ConstraintId.DIM_MULTIPLE]
+    params: DimMultipleParams
+
+
+class WeightBits(_ConstraintBase):
+    """Allowed weight bit widths."""
+
+    id: Literal[ConstraintId.WEIGHT_BITS]
+    params: ValuesParams
+
+
+class ModelDtype(_ConstraintBase):
+    """Allowed model dtypes."""
+
+    id: Literal[ConstraintId.MODEL_DTYPE]
+    params: DtypeValuesParams
+
+
+class MaxTp(_ConstraintBase):
+    """Tensor-parallel size at most ``max``."""
+
+    id: Literal[ConstraintId.MAX_TP]
+    params: MaxParams
+
+
+class ActOrder(_ConstraintBase):
+    """Act-order weights run by permuting K at load."""
+
+    id: Literal[ConstraintId.ACT_ORDER]
+    params: NoParams = NoParams()
+
+
+class DequantAtLoad(_ConstraintBase):
+    """Weights dequantized at load (no memory saving)."""
+
+    id: Literal[ConstraintId.DEQUANT_AT_LOAD]
+    params: NoParams = NoParams()
+
+
+class UniformShards(_ConstraintBase):
+    """Every expert and every shard of a fused layer shares the scheme."""
+
+    id: Literal[ConstraintId.UNIFORM_SHARDS]
+    params: NoParams = NoParams()
+
+
+#: One kernel constraint, its parameters typed by its ``id`` (a discriminated union): a parameter
+#: the kind does not have, or a value of the wrong type, is refused with its path in the file.
+Constraint = Annotated[
+    NzAlignment | AntiquantGroup | Int4NzGroup | A8W4Group | MxBlock | DimMultiple | WeightBits | ModelDtype
+    | MaxTp | ActOrder | DequantAtLoad | UniformShards,
+    Field(discriminator="id"),
+]
 
 
 class MatrixEntry(_Frozen):
@@ -157,7 +305,7 @@ class Source(_Frozen):
 class SupportMatrix(_Frozen):
     """The whole support matrix: versioned, sourced entries."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     #: ``YYYY.MM.patch``.
     matrix_version: str
     changelog: tuple[ChangelogItem, ...] = Field(min_length=1)

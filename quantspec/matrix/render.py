@@ -117,7 +117,7 @@ def _details(matrix: SupportMatrix) -> list[str]:
         for r in e.requirements:
             lines.append(f"- requires {r.render()} (source: {r.source})")
         for c in e.constraints:
-            params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+            params = ", ".join(f"{k}={v}" for k, v in c.params.model_dump(mode="json", exclude_unset=True).items())
             lines.append(f"- constraint `{c.id.value}`{f' ({params})' if params else ''}: {c.text} "
                          f"(source: {c.source})")
         if e.notes:

@@ -15,6 +15,17 @@ from dataclasses import dataclass, field
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, Reason, reason
 from quantspec.matrix import Constraint, ConstraintId, MatrixEntry
+from quantspec.matrix.model import (
+    A8W4Group,
+    AntiquantGroup,
+    DimMultiple,
+    Int4NzGroup,
+    MaxTp,
+    ModelDtype,
+    MxBlock,
+    NzAlignment,
+    WeightBits,
+)
 from quantspec.plan.model import Fallback, PlanPolicy
 from quantspec.vocab import LayerKind
 
@@ -75,7 +86,8 @@ def _group(q: QuantSpec) -> int | None:
 
 def check_nz_alignment(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """NZ needs the [K, N] weight's dims aligned (int8: K%16, N%32; packed int4: K%16, N%64)."""
-    dtype = str(c.params.get("dtype", ctx.weight_dtype))
+    assert isinstance(c, NzAlignment)
+    dtype = c.params.dtype or ctx.weight_dtype
     n_mult = {"int8": 32, "int4": 64, "uint8": 64, "int32": 64}.get(dtype, 16)
     k, n = ctx.k_local, ctx.n_local
     if k % 16 == 0 and n % n_mult == 0:
@@ -88,7 +100,8 @@ def check_nz_alignment(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> N
 
 def check_antiquant_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """npu_weight_quant_batchmatmul: group a multiple of ``multiple`` and ``multiple <= G < K``."""
-    m = int(c.params.get("multiple", 32))  # type: ignore[arg-type]
+    assert isinstance(c, AntiquantGroup)
+    m = c.params.multiple
     g = _group(ctx.quant)
     if g is None or g % m or not m <= g < ctx.k_local:
         shown = "per-channel" if g is None else str(g)
@@ -100,7 +113,8 @@ def check_int4_nz_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> 
     """int4 weights in FRACTAL_NZ accept only the listed antiquant group sizes; others stay ND."""
     if ctx.quant.weight.bits != 4:
         return
-    values = [int(v) for v in c.params.get("values", [64, 128])]  # type: ignore[union-attr]
+    assert isinstance(c, Int4NzGroup)
+    values = list(c.params.values)
     g = _group(ctx.quant)
     if g is None or g in values:
         out.transforms.append("cast int4 weight to FRACTAL_NZ")
@@ -112,8 +126,8 @@ def check_int4_nz_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> 
 
 def check_a8w4_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """Grouped A8W4 (aclnnGroupedMatmulV5): per-channel, or per-group at exactly ``group`` with K <= ``k_max``."""
-    group = int(c.params.get("group", 256))  # type: ignore[arg-type]
-    k_max = int(c.params.get("k_max", 18432))  # type: ignore[arg-type]
+    assert isinstance(c, A8W4Group)
+    group, k_max = c.params.group, c.params.k_max
     g = _group(ctx.quant)
     if g is None:
         return
@@ -125,8 +139,8 @@ def check_a8w4_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> Non
 
 def check_mx_block(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """MX scales: block ``block`` along K, and K a multiple of ``k_multiple`` (scales in pairs)."""
-    block = int(c.params.get("block", 32))  # type: ignore[arg-type]
-    k_mult = int(c.params.get("k_multiple", 64))  # type: ignore[arg-type]
+    assert isinstance(c, MxBlock)
+    block, k_mult = c.params.block, c.params.k_multiple
     g = _group(ctx.quant)
     if g is not None and g != block:
         _reject(ctx, c, out, f"MX block size {g} is not {block}")
@@ -136,9 +150,9 @@ def check_mx_block(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
 
 def check_dim_multiple(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """Listed dims (``k``/``n``) must be multiples of ``multiple``."""
-    mult = int(c.params.get("multiple", 1))  # type: ignore[arg-type]
-    dims = c.params.get("dims", [c.params.get("dim", "k")])
-    for d in dims if isinstance(dims, list) else [dims]:
+    assert isinstance(c, DimMultiple)
+    mult = c.params.multiple
+    for d in c.params.dims:
         value = ctx.k_local if d == "k" else ctx.n_local
         if value % mult:
             _reject(ctx, c, out, f"{str(d).upper()} = {value} is not a multiple of {mult}")
@@ -146,14 +160,16 @@ def check_dim_multiple(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> N
 
 def check_weight_bits(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """The weight bit width must be one of ``values``."""
-    values = [int(v) for v in c.params.get("values", [])]  # type: ignore[union-attr]
+    assert isinstance(c, WeightBits)
+    values = list(c.params.values)
     if ctx.quant.weight.bits not in values:
         _reject(ctx, c, out, f"{ctx.quant.weight.bits}-bit weights are not supported (allowed: {values})")
 
 
 def check_model_dtype(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """The model dtype (config.json ``torch_dtype``) must be one of ``values``."""
-    values = [str(v) for v in c.params.get("values", [])]  # type: ignore[union-attr]
+    assert isinstance(c, ModelDtype)
+    values = list(c.params.values)
     if ctx.model_dtype is None:
         _reject(ctx, c, out, f"the model dtype is unknown (config.json has no torch_dtype); needs one of {values}")
     elif ctx.model_dtype not in values:
@@ -162,7 +178,8 @@ def check_model_dtype(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> No
 
 def check_max_tp(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """Tensor-parallel size must not exceed ``max``."""
-    limit = int(c.params.get("max", 1))  # type: ignore[arg-type]
+    assert isinstance(c, MaxTp)
+    limit = c.params.max
     if ctx.tp > limit:
         _reject(ctx, c, out, f"tensor-parallel size {ctx.tp} exceeds {limit}", Code.PLAN_TP)
 

@@ -26,7 +26,7 @@ def _text(data: dict) -> str:
 def test_bundled_matrix_is_the_repository_file() -> None:
     assert default_matrix_path().read_text() == (REPO / "support_matrix.yaml").read_text()
     m = load_matrix()
-    assert m.schema_version == 1
+    assert m.schema_version == 2
     assert m.changelog[0].version == m.matrix_version
 
 
@@ -111,3 +111,28 @@ def test_lookup_and_select() -> None:
     assert [r.render() for r in e.requirements] == ["Ascend A5", "CANN >= 8.0.RC3", "torch_npu >= 2.9"]
     assert m.lookup(FormatFamily.AWQ, SchemeId.W8A8_MXFP8, MatrixLayer.LINEAR) is None
     assert {x.family for x in m.select(layer=MatrixLayer.MOE)} >= {FormatFamily.MODELSLIM, FormatFamily.GGUF}
+
+
+def test_a_misspelt_constraint_parameter_is_refused_not_defaulted() -> None:
+    data = _data()
+    i, entry = next((i, e) for i, e in enumerate(data["entries"])
+                    if any(c["id"] == "dim_multiple" for c in e.get("constraints", [])))
+    j = next(j for j, c in enumerate(entry["constraints"]) if c["id"] == "dim_multiple")
+    params = entry["constraints"][j]["params"]
+    params["multple"] = params.pop("multiple")
+    with pytest.raises(InvalidMatrix) as info:
+        parse_matrix(_text(data), file="m.yaml")
+    wheres = {r.where for r in info.value.reasons}
+    assert f"/entries/{i}/constraints/{j}/params/multple" in wheres, info.value.reasons
+    assert all(r.file == "m.yaml" for r in info.value.reasons)
+
+
+def test_a_constraint_parameter_of_the_wrong_kind_is_refused() -> None:
+    data = _data()
+    i, entry = next((i, e) for i, e in enumerate(data["entries"])
+                    if any(c["id"] == "weight_bits" for c in e.get("constraints", [])))
+    j = next(j for j, c in enumerate(entry["constraints"]) if c["id"] == "weight_bits")
+    entry["constraints"][j]["params"] = {"max": 4}
+    with pytest.raises(InvalidMatrix) as info:
+        parse_matrix(_text(data), file="m.yaml")
+    assert any(r.where.startswith(f"/entries/{i}/constraints/{j}") for r in info.value.reasons)
