@@ -89,7 +89,24 @@ class Code(StrEnum):
     PLAN_CONSTRAINT = "plan.kernel_constraint"
     PLAN_TP = "plan.tensor_parallel"
     PLAN_REQUIREMENT = "plan.requirement"
+    #: No longer emitted (each kind of warning has its own code below); kept so the code stays stable.
     PLAN_WARNING = "plan.warning"
+    #: An explicit fallback of the policy was applied (ND layout, dequantize at load, K permutation).
+    PLAN_FALLBACK = "plan.fallback"
+    #: An untested or in-progress matrix cell accepted by --allow-untested.
+    PLAN_UNTESTED_ACCEPTED = "plan.untested_accepted"
+    #: A router the description names quantized is stored float: planned float.
+    PLAN_ROUTER_FLOAT = "plan.router_float"
+    #: The model dtype was inferred from the tensors (config.json has none).
+    PLAN_DTYPE_INFERRED = "plan.dtype_inferred"
+    #: The tensors settle a layout the description's label does not (int4 storage).
+    PLAN_LAYOUT_FROM_TENSORS = "plan.layout_from_tensors"
+    #: A group size inferred from the tensors (the description has none).
+    PLAN_GROUP_INFERRED = "plan.group_inferred"
+    #: Weight files that the index does not list (engines that glob would load them).
+    PLAN_STRAY_FILES = "plan.stray_weight_files"
+    #: KV-cache tensors present without a KV-cache declaration in the description.
+    PLAN_UNDECLARED_KV = "plan.undeclared_kv_cache"
 
     # runtime
     BACKEND_UNAVAILABLE = "runtime.backend_unavailable"

@@ -79,7 +79,7 @@ def _model_dtype(config: dict[str, Any], inv: Inventory, findings: list[Reason],
     if counts and inv.kind == "safetensors":
         dtype = counts.most_common(1)[0][0]
         findings.append(reason(
-            Code.PLAN_WARNING, f"config.json gives no torch_dtype; model dtype taken as {dtype}, the dtype of "
+            Code.PLAN_DTYPE_INFERRED, f"config.json gives no torch_dtype; model dtype taken as {dtype}, the dtype of "
             f"most float tensors", file=where, hint="set torch_dtype in config.json to make it explicit"))
         return dtype
     return None

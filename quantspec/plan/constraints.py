@@ -75,7 +75,7 @@ def _fallback(ctx: CheckContext, c: Constraint, out: CheckOutcome, fb: Fallback,
     if fb not in ctx.policy.fallbacks:
         _reject(ctx, c, out, f"{detail}; the policy does not allow the {fb.value} fallback")
         return
-    out.warnings.append(reason(Code.PLAN_WARNING, f"{detail} [rule {c.id.value}]", where=ctx.layer, hint=c.text))
+    out.warnings.append(reason(Code.PLAN_FALLBACK, f"{detail} [rule {c.id.value}]", where=ctx.layer, hint=c.text))
     out.transforms.append(transform)
 
 

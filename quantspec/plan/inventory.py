@@ -113,7 +113,7 @@ def _safetensors_inventory(model_dir: Path, index: Path | None, st_files: list[s
         stray = sorted(set(st_files) - set(files))
         if stray:
             findings.append(reason(
-                Code.PLAN_WARNING,
+                Code.PLAN_STRAY_FILES,
                 f"{len(stray)} *.safetensors file(s) are not in {index.name} and are ignored: {', '.join(stray[:5])}",
                 file=str(index), hint="engines that glob *.safetensors (SGLang) would load them too; remove them",
             ))

@@ -47,7 +47,7 @@ def refine(quant: QuantSpec | None, family: FormatFamily, module: str, params: P
                   else Layout.MODELSLIM_INT4 if weight.shape[0] == n else w.layout)
         if layout is not w.layout:
             notes.append(reason(
-                Code.PLAN_WARNING, f"{module}.weight is {list(weight.shape)} for N = {n} (weight_scale): "
+                Code.PLAN_LAYOUT_FROM_TENSORS, f"{module}.weight is {list(weight.shape)} for N = {n} (weight_scale): "
                 f"int4 stored as {layout.value}, not the {w.layout.value} its label and version suggest", where=module,
             ))
             w = w.model_copy(update={"layout": layout})
@@ -60,7 +60,7 @@ def refine(quant: QuantSpec | None, family: FormatFamily, module: str, params: P
             group = k // ng
             w = w.model_copy(update={"group_size": group, "granularity": Granularity.GROUP})
             notes.append(reason(
-                Code.PLAN_WARNING, f"group size {group} inferred from {module}.weight_scale_second "
+                Code.PLAN_GROUP_INFERRED, f"group size {group} inferred from {module}.weight_scale_second "
                 f"{list(second.shape)} (K = {k}); the description has no group_size (a legacy old-API W4A8 export)",
                 where=module,
             ))

@@ -59,7 +59,7 @@ def plan_router(planner: Planner, u: LinearUnit, v: Verdict) -> PlannedLayer:
     # A default (a GPTQ/AWQ config without a module list) does not name the router: no note then.
     if matched and quant is not None and not planner.resolver.by_default(shard, "Linear"):
         v.warnings.append(reason(
-            Code.PLAN_WARNING,
+            Code.PLAN_ROUTER_FLOAT,
             f"{planner.s.desc.source} names router {u.name} {quant.label}, but its weight is stored {weight.dtype}: "
             "planned float, as the engines build routers (quant_config=None)", where=u.name,
         ))

@@ -91,7 +91,7 @@ def test_deepseek_moe(tmp_path: Path) -> None:
     mtp = layers[("model.layers.3.mlp.experts", "moe_w13")]
     assert mtp.label == "FLOAT" and mtp.executable == "FloatExperts"  # type: ignore[attr-defined]
     fused = plan.layer("model.layers.0.self_attn.fused_qkv_a_proj")
-    assert [w.code.value for w in fused.warnings] == ["plan.warning"]
+    assert [w.code.value for w in fused.warnings] == ["plan.fallback"]
     assert "keep weight ND (not NZ-aligned)" in fused.transforms
     assert plan.layer("model.layers.1.mlp.gate").kind.value == "router"
 
