@@ -233,7 +233,8 @@ class Planner:
             code = Code.MATRIX_UNTESTED if status is Status.UNTESTED else Code.MATRIX_IN_PROGRESS
             msg = f"{cell} is {status.value.replace('_', ' ')} on {gen.value} (support matrix {ver})"
             if status in self.s.policy.accepted_statuses:
-                v.warnings.append(reason(Code.PLAN_UNTESTED_ACCEPTED, f"{msg}; accepted by --allow-untested", where=v.name))
+                v.warnings.append(reason(Code.PLAN_UNTESTED_ACCEPTED, f"{msg}; accepted by --allow-untested",
+                                         where=v.name))
             else:
                 v.reasons.append(reason(code, msg, where=v.name,
                                         hint="pass --allow-untested to accept untested and in-progress cells"))
