@@ -27,6 +27,7 @@ from quantspec.matrix.model import (
     WeightBits,
 )
 from quantspec.plan.model import Fallback, PlanPolicy
+from quantspec.transforms import Transform
 from quantspec.vocab import LayerKind
 
 
@@ -58,7 +59,7 @@ class CheckOutcome:
 
     reasons: list[Reason] = field(default_factory=list)
     warnings: list[Reason] = field(default_factory=list)
-    transforms: list[str] = field(default_factory=list)
+    transforms: list[Transform] = field(default_factory=list)
 
 
 Checker = Callable[[CheckContext, Constraint, CheckOutcome], None]
@@ -71,7 +72,7 @@ def _reject(ctx: CheckContext, c: Constraint, out: CheckOutcome, detail: str,
 
 
 def _fallback(ctx: CheckContext, c: Constraint, out: CheckOutcome, fb: Fallback, *, detail: str,
-              transform: str) -> None:
+              transform: Transform) -> None:
     if fb not in ctx.policy.fallbacks:
         _reject(ctx, c, out, f"{detail}; the policy does not allow the {fb.value} fallback")
         return
@@ -91,11 +92,11 @@ def check_nz_alignment(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> N
     n_mult = {"int8": 32, "int4": 64, "uint8": 64, "int32": 64}.get(dtype, 16)
     k, n = ctx.k_local, ctx.n_local
     if k % 16 == 0 and n % n_mult == 0:
-        out.transforms.append("cast weight to FRACTAL_NZ")
+        out.transforms.append(Transform.CAST_WEIGHT_TO_FRACTAL_NZ)
         return
     _fallback(ctx, c, out, Fallback.ND_LAYOUT,
               detail=f"weight [K, N] = [{k}, {n}] is not FRACTAL_NZ-aligned ({dtype} needs K % 16 == 0 and "
-              f"N % {n_mult} == 0): kept in ND", transform="keep weight ND (not NZ-aligned)")
+              f"N % {n_mult} == 0): kept in ND", transform=Transform.KEEP_WEIGHT_ND_NOT_NZ_ALIGNED)
 
 
 def check_antiquant_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
@@ -117,11 +118,11 @@ def check_int4_nz_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> 
     values = list(c.params.values)
     g = _group(ctx.quant)
     if g is None or g in values:
-        out.transforms.append("cast int4 weight to FRACTAL_NZ")
+        out.transforms.append(Transform.CAST_INT4_WEIGHT_TO_FRACTAL_NZ)
         return
     _fallback(ctx, c, out, Fallback.ND_LAYOUT,
               detail=f"int4 group size {g} is not one of {values} that FRACTAL_NZ accepts: weight kept in ND",
-              transform="keep int4 weight ND (group size)")
+              transform=Transform.KEEP_INT4_WEIGHT_ND_GROUP_SIZE)
 
 
 def check_a8w4_group(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
@@ -189,14 +190,14 @@ def check_act_order(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None
     if ctx.quant.weight.act_order:
         _fallback(ctx, c, out, Fallback.PERMUTE_K,
                   detail="act-order (desc_act) weights: K is permuted by g_idx at load and activations at each call",
-                  transform="permute K by g_idx (act-order)")
+                  transform=Transform.PERMUTE_K_BY_G_IDX_ACT_ORDER)
 
 
 def check_dequant_at_load(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:
     """GGUF weights are dequantized at load: recorded as a warning, never silently."""
     dt = "fp16" if ctx.model_dtype == "float16" else "bf16"
     _fallback(ctx, c, out, Fallback.DEQUANTIZE_AT_LOAD, detail=f"GGUF is dequantized to {dt} at load: no memory saving",
-              transform=f"dequantize to {dt}")
+              transform=Transform.DEQUANTIZE_TO_FP16 if dt == "fp16" else Transform.DEQUANTIZE_TO_BF16)
 
 
 def check_uniform_shards(ctx: CheckContext, c: Constraint, out: CheckOutcome) -> None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, Reason, reason
 from quantspec.plan.model import PlannedLayer
+from quantspec.transforms import Transform
 from quantspec.vocab import DefectId, FormatFamily, LayerKind, ZeroPoint
 
 
@@ -131,7 +132,7 @@ def _zero_plus_one(layer: PlannedLayer, d: Defect) -> PlannedLayer:
     w = q.weight.model_copy(update={"zero_point": ZeroPoint.MINUS_ONE})
     return layer.model_copy(update={
         "quant": q.model_copy(update={"weight": w}),
-        "transforms": (*layer.transforms, f"zeros + 1 (--producer-fix {d.id.value})"),
+        "transforms": (*layer.transforms, Transform.ZEROS_PLUS_1_PRODUCER_FIX),
     })
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantspec.description import KVCacheQuant, QuantSpec
 from quantspec.errors import Reason
+from quantspec.transforms import Transform
 from quantspec.vocab import (
     DefectId,
     Domain,
@@ -89,7 +90,7 @@ class PlannedLayer(_Frozen):
     #: Executable scheme class name the runtime registers under the matrix key.
     executable: Executable | None = None
     kernels: tuple[str, ...] = ()
-    transforms: tuple[str, ...] = ()
+    transforms: tuple[Transform, ...] = ()
     bytes_after_load: int | None = None
     #: KV-cache / attention quantization of an ``attention`` layer.
     kv_cache: KVCacheQuant | None = None

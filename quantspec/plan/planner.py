@@ -24,6 +24,7 @@ from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer, PlanPolicy
 from quantspec.plan.refine import refine
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
+from quantspec.transforms import Transform
 from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, NpuGen, ParallelMode, SchemeId, Status
 
 #: Layouts whose codes are packed along N (column splits must keep whole words) or along K.
@@ -70,7 +71,7 @@ class Verdict:
     quant: QuantSpec | None = None
     reasons: list[Reason] = field(default_factory=list)
     warnings: list[Reason] = field(default_factory=list)
-    transforms: list[str] = field(default_factory=list)
+    transforms: list[Transform] = field(default_factory=list)
     spec: SchemeSpec | None = None
     entry: MatrixEntry | None = None
     status: Status | None = None

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from quantspec.schemes.expr import DimFn, compile_dim, compile_shape
+from quantspec.transforms import Transform
 from quantspec.vocab import Executable, FormatFamily, Layout, MatrixLayer, SchemeId
 
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32"})
@@ -112,7 +113,7 @@ class SchemeSpec(_Frozen):
     k_from: str
     roles: tuple[TensorRole, ...]
     kernels: tuple[str, ...]
-    transforms: tuple[str, ...] = ()
+    transforms: tuple[Transform, ...] = ()
     loaded: tuple[LoadedTensor, ...] = ()
 
     _n_fn: DimFn | None = PrivateAttr(default=None)

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from quantspec.schemes.model import DtypeRule, LoadedTensor, SchemeSpec, TensorRole
+from quantspec.transforms import Transform
 from quantspec.vocab import Executable, FormatFamily, Layout, MatrixLayer, SchemeId
 
 F = FormatFamily
 X = Executable
+T = Transform
 S = SchemeId
 L = MatrixLayer
 
@@ -171,8 +173,8 @@ LD_MX4 = (_ld("weight", 8, "K/2", "N"), _ld("weight_scale", 8, "ceil(K/64)", "N"
 LD_WNA16 = (_ld("weight", 32, "K", "N/pf"), _ld("scales", "model", "ng", "N"), _ld("zeros", "model", "ng", "N"))
 LD_FLOAT = (_ld("weight", "model", "N", "K"),)
 
-T_T = "transpose weight to [K, N]"
-T_I4 = "repack int4 8-per-int32 (npu_convert_weight_to_int4pack)"
+T_T = T.TRANSPOSE_WEIGHT_TO_K_N
+T_I4 = T.REPACK_INT4_INT32
 
 SPECS: dict[tuple[FormatFamily, SchemeId, MatrixLayer], dict[Layout, SchemeSpec]] = {}
 
@@ -195,53 +197,53 @@ LMS8, LMS4, LMS4X2 = [Layout.MODELSLIM_INT8], [Layout.MODELSLIM_INT4], [Layout.M
 # ModelSlim, linear
 _add(F.MODELSLIM, S.W8A8_DYNAMIC, L.LINEAR, LMS8, roles=MS_INT8, kernels=K_DYN, transforms=(T_T,), loaded=LD_INT8)
 _add(F.MODELSLIM, S.W8A8_STATIC, L.LINEAR, LMS8, roles=MS_STATIC, kernels=K_STATIC,
-     transforms=(T_T, "repeat input_scale/input_offset over K"), loaded=LD_STATIC)
+     transforms=(T_T, T.REPEAT_INPUT_SCALE_INPUT_OFFSET_OVER_K), loaded=LD_STATIC)
 _add(F.MODELSLIM, S.W8A8_MIX, L.LINEAR, LMS8, roles=MS_MIX, kernels=K_DYN,
-     transforms=(T_T, "per-token dynamic path (vLLM-Ascend outside a decode node)"), loaded=LD_INT8[:2])
+     transforms=(T_T, T.PER_TOKEN_DYNAMIC_PATH), loaded=LD_INT8[:2])
 _add(F.MODELSLIM, S.W8A16, L.LINEAR, LMS8, roles=MS_INT8_ASYM,
      kernels=("npu_weight_quant_batchmatmul", "npu_format_cast"),
      transforms=(T_T,), loaded=LD_INT8)
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR, LMS4, roles=MS_INT4, kernels=K_W4A4, transforms=(T_T, T_I4), loaded=LD_INT4)
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.LINEAR, LMS4X2, roles=MS_INT4X2, kernels=K_W4A4, n_from="s0*2",
-     transforms=(T_T, "view int4x2 bytes as int32"), loaded=LD_INT4)
+     transforms=(T_T, T.VIEW_INT4X2_BYTES_AS_INT32), loaded=LD_INT4)
 _add(F.MODELSLIM, S.W8A8_MXFP8, L.LINEAR, [Layout.MX_FP8], roles=MX8, kernels=K_MX,
-     transforms=("transpose weight to [K, N] (strided view)", "reshape scale to [K/64, N, 2]"), loaded=LD_MX8)
+     transforms=(T.TRANSPOSE_WEIGHT_TO_K_N_STRIDED_VIEW, T.RESHAPE_SCALE_TO_K_64_N_2), loaded=LD_MX8)
 _add(F.MODELSLIM, S.W4A8_MXFP, L.LINEAR, [Layout.MX_FP4], roles=MX4,
      kernels=("npu_dynamic_mx_quant", "npu_format_cast", "npu_quant_matmul"), k_from="s1*2",
-     transforms=("cast fp4 weight to FRACTAL_NZ", "transpose weight to [K/2, N]", "reshape scale to [K/64, N, 2]"),
+     transforms=(T.CAST_FP4_WEIGHT_TO_FRACTAL_NZ, T.TRANSPOSE_WEIGHT_TO_K_2_N, T.RESHAPE_SCALE_TO_K_64_N_2),
      loaded=LD_MX4)
 _add(F.MODELSLIM, S.W4A4_MXFP4, L.LINEAR, [Layout.MX_FP4], roles=MX4, kernels=K_MX, k_from="s1*2",
-     transforms=("transpose weight to [K/2, N] (strided view)", "reshape scale to [K/64, N, 2]"), loaded=LD_MX4)
+     transforms=(T.TRANSPOSE_WEIGHT_TO_K_2_N_STRIDED_VIEW, T.RESHAPE_SCALE_TO_K_64_N_2), loaded=LD_MX4)
 _add(F.MODELSLIM, S.W8A8_FP8_DYNAMIC, L.LINEAR, [Layout.CT_FLOAT, Layout.MODELSLIM_INT8], roles=FP8_CH,
      kernels=("npu_dynamic_quant", "npu_quant_matmul"), transforms=(T_T,), loaded=LD_INT8)
 
 # ModelSlim, MoE (one expert's projection; w13 = gate+up, w2 = down)
 _add(F.MODELSLIM, S.W8A8_DYNAMIC, L.MOE, LMS8, roles=MS_INT8, kernels=(*K_MOE_INT, "npu_format_cast"),
-     transforms=("stack experts to [E, N, K]", "transpose to [E, K, N]"), loaded=LD_INT8)
+     transforms=(T.STACK_EXPERTS_TO_E_N_K, T.TRANSPOSE_TO_E_K_N), loaded=LD_INT8)
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4, roles=MS_INT4, kernels=K_MOE_INT,
-     transforms=("stack experts to [E, N, K]", "pack int4 pairs along N", "transpose to [E, K, N]",
-                 "scale fp32 bits to int64"), loaded=LD_INT4)
+     transforms=(T.STACK_EXPERTS_TO_E_N_K, T.PACK_INT4_PAIRS_ALONG_N, T.TRANSPOSE_TO_E_K_N,
+                 T.SCALE_FP32_BITS_TO_INT64), loaded=LD_INT4)
 _add(F.MODELSLIM, S.W4A4_DYNAMIC, L.MOE, LMS4X2, roles=MS_INT4X2, kernels=K_MOE_INT, n_from="s0*2",
-     transforms=("stack experts to [E, N/2, K]", "transpose to [E, K, N/2]", "scale fp32 bits to int64"),
+     transforms=(T.STACK_EXPERTS_TO_E_N_2_K, T.TRANSPOSE_TO_E_K_N_2, T.SCALE_FP32_BITS_TO_INT64),
      loaded=LD_INT4)
 # What W4A8Experts does (runtime/moe/groups_int4.py): int4 values per expert, repacked 8 per int32
 # along N, scales (folding weight_scale_second when grouped) as int64 fp32 bits [E, G, N].
-_T_W4A8 = ("repack int4 8-per-int32 along N to [E, K, N/8] (npu_convert_weight_to_int4pack)",
-           "scale (x weight_scale_second when present) as int64 fp32 bits [E, G, N] (G = 1 per channel)")
+_T_W4A8 = (T.REPACK_INT4_EXPERTS_ALONG_N,
+           T.SCALE_AS_INT64_BITS_EGN)
 _add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4X2, roles=(*MS_INT4X2, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
-     n_from="s0*2", transforms=("unpack int4 pairs along N", *_T_W4A8, "sum scale_bias over this rank's TP slices"),
+     n_from="s0*2", transforms=(T.UNPACK_INT4_PAIRS_ALONG_N, *_T_W4A8, T.SUM_SCALE_BIAS_TP_SLICES),
      loaded=LD_W4A8)
 _add(F.MODELSLIM, S.W4A8_DYNAMIC, L.MOE, LMS4, roles=(*MS_INT4, *MS_W4A8_MOE_EXTRA), kernels=K_MOE_INT,
-     transforms=(*_T_W4A8, "compute scale_bias = 8 * sum_k(w * scale)"), loaded=LD_W4A8)
+     transforms=(*_T_W4A8, T.COMPUTE_SCALE_BIAS_8_SUM_W_SCALE), loaded=LD_W4A8)
 _add(F.MODELSLIM, S.W8A8_MXFP8, L.MOE, [Layout.MX_FP8], roles=MX8, kernels=(*K_MOE_MX[:-1], "npu_swiglu", *_MOE_TAIL),
-     transforms=("stack experts to [E, N, K]", "cast to FRACTAL_NZ before transpose",
-                 "reshape scale to [E, K/64, N, 2]"),
+     transforms=(T.STACK_EXPERTS_TO_E_N_K, T.CAST_TO_FRACTAL_NZ_BEFORE_TRANSPOSE,
+                 T.RESHAPE_SCALE_TO_E_K_64_N_2),
      loaded=LD_MX8)
 _add(F.MODELSLIM, S.W4A8_MXFP, L.MOE, [Layout.MX_FP4], roles=MX4, kernels=K_MOE_MX, k_from="s1*2",
-     transforms=("stack experts to [E, N, K/2]", "cast fp4 weight to FRACTAL_NZ", "reshape scale to [E, K/64, N, 2]"),
+     transforms=(T.STACK_EXPERTS_TO_E_N_K_2, T.CAST_FP4_WEIGHT_TO_FRACTAL_NZ, T.RESHAPE_SCALE_TO_E_K_64_N_2),
      loaded=LD_MX4)
 _add(F.MODELSLIM, S.W4A4_MXFP4, L.MOE, [Layout.MX_FP4], roles=MX4, kernels=K_MOE_MX, k_from="s1*2",
-     transforms=("stack experts to [E, N, K/2]", "transpose (strided view)", "reshape scale to [E, K/64, N, 2]"),
+     transforms=(T.STACK_EXPERTS_TO_E_N_K_2, T.TRANSPOSE_STRIDED_VIEW, T.RESHAPE_SCALE_TO_E_K_64_N_2),
      loaded=LD_MX4)
 
 # ModelSlim, attention / KV cache (names relative to the attention module)
@@ -250,16 +252,16 @@ _add(F.MODELSLIM, S.KV_C8, L.ATTENTION, LMS8, weight="",
      kernels=("npu_fused_infer_attention_score", "npu_scatter_pa_kv_cache"),
      roles=(_r("k_proj.kv_cache_scale", FL, None), _r("k_proj.kv_cache_offset", E, None, *_KV),
             _r("v_proj.kv_cache_scale", FL, None), _r("v_proj.kv_cache_offset", E, None, *_KV)),
-     transforms=("reshape scales to [kv_heads, 1, head_size]", "int8 KV cache"))
+     transforms=(T.RESHAPE_SCALES_TO_KV_HEADS_1_HEAD_SIZE, T.INT8_KV_CACHE))
 _add(F.MODELSLIM, S.FA_KQUANT, L.ATTENTION, LMS8, weight="", kernels=("npu_fused_infer_attention_score",),
      roles=(_r("fa_k.scale", FL, None), _r("fa_k.offset", E, None, *_KV, required=False),
             _r("fa_q.scale", FL, None, required=False), _r("fa_q.offset", E, None, *_KV, required=False),
             _r("fa_v.scale", FL, None, required=False), _r("fa_v.offset", E, None, *_KV, required=False)),
-     transforms=("derive fak_descale from fa_k.scale", "int8 K cache (fp8 e4m3 on A5)"))
+     transforms=(T.DERIVE_FAK_DESCALE_FROM_FA_K_SCALE, T.INT8_K_CACHE_FP8_E4M3_ON_A5))
 
 # AWQ / GPTQ / auto-round (weight-only)
-_T_AWQ = ("unpack AWQ nibble order", "offset codes by -8 (signed int4)", "zeros = 8 - qzeros")
-_T_GPTQ = ("unpack along K", "zeros + 1 unless gptq_v2")
+_T_AWQ = (T.UNPACK_AWQ_NIBBLE_ORDER, T.OFFSET_CODES_BY_MINUS_8_SIGNED_INT4, T.ZEROS_8_QZEROS)
+_T_GPTQ = (T.UNPACK_ALONG_K, T.ZEROS_PLUS_1_UNLESS_GPTQ_V2)
 for fam, layouts, roles, n_from, k_from, extra in (
     (F.AWQ, [Layout.AWQ_GEMM], AWQ_GEMM, "s1*pf", "s0", _T_AWQ),
     (F.GPTQ, [Layout.GPTQ], GPTQ_ROLES, "s1", "s0*pf", _T_GPTQ),
@@ -270,32 +272,32 @@ for fam, layouts, roles, n_from, k_from, extra in (
     _add(fam, S.W4A16, L.LINEAR, layouts, roles=roles, kernels=linear_kernels_4, weight="qweight",
          n_from=n_from, k_from=k_from, transforms=(*extra, T_I4), loaded=LD_WNA16)
     _add(fam, S.W8A16, L.LINEAR, layouts, roles=roles, kernels=K_WQBMM, weight="qweight",
-         n_from=n_from, k_from=k_from, transforms=(*extra, "keep int8 [K, N]"), loaded=LD_WNA16)
+         n_from=n_from, k_from=k_from, transforms=(*extra, T.KEEP_INT8_K_N), loaded=LD_WNA16)
     if fam is not F.AWQ:
         _add(fam, S.W8A16, L.MOE, layouts, roles=roles, kernels=K_MOE_WNA16, weight="qweight", n_from=n_from,
-             k_from=k_from, transforms=("stack experts", *extra), loaded=LD_WNA16)
+             k_from=k_from, transforms=(T.STACK_EXPERTS, *extra), loaded=LD_WNA16)
     _add(fam, S.W4A16, L.MOE, layouts, roles=roles, kernels=K_MOE_INT4PACK, weight="qweight", n_from=n_from,
-         k_from=k_from, transforms=("stack experts", *extra, T_I4), loaded=LD_WNA16)
+         k_from=k_from, transforms=(T.STACK_EXPERTS, *extra, T_I4), loaded=LD_WNA16)
 
 # compressed-tensors
 _add(F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.LINEAR, [Layout.CT_INT], roles=CT_INT, kernels=K_DYN,
      transforms=(T_T,), loaded=LD_INT8[:2])
 _add(F.COMPRESSED_TENSORS, S.W8A8_STATIC, L.LINEAR, [Layout.CT_INT], roles=CT_INT_STATIC, kernels=K_STATIC,
-     transforms=(T_T, "deq_scale = input_scale * weight_scale"), loaded=LD_STATIC)
+     transforms=(T_T, T.DEQ_SCALE_INPUT_SCALE_WEIGHT_SCALE), loaded=LD_STATIC)
 _add(F.COMPRESSED_TENSORS, S.W4A16, L.LINEAR, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_WQBMM4,
-     weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-2^(b-1))", T_T, T_I4),
+     weight="weight_packed", k_from="s1*pf", transforms=(T.UNPACK_SIGNED_CODES_MINUS_HALF_RANGE, T_T, T_I4),
      loaded=LD_WNA16)
 _add(F.COMPRESSED_TENSORS, S.W8A16, L.LINEAR, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_WQBMM,
-     weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-2^(b-1))", T_T, "keep int8 [K, N]"),
+     weight="weight_packed", k_from="s1*pf", transforms=(T.UNPACK_SIGNED_CODES_MINUS_HALF_RANGE, T_T, T.KEEP_INT8_K_N),
      loaded=LD_WNA16)
 _add(F.COMPRESSED_TENSORS, S.W8A8_FP8_DYNAMIC, L.LINEAR, [Layout.CT_FLOAT],
      roles=(_r("weight", E, ("N", "K"), "float8_e4m3fn"), _r("weight_scale", FL, ("N", 1)), BIAS),
      kernels=("npu_dynamic_quant", "npu_quant_matmul"), transforms=(T_T,), loaded=LD_INT8[:2])
 _add(F.COMPRESSED_TENSORS, S.W8A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,
-     transforms=("stack experts to [E, N, K]", "transpose to [E, K, N]"), loaded=LD_INT8[:2])
+     transforms=(T.STACK_EXPERTS_TO_E_N_K, T.TRANSPOSE_TO_E_K_N), loaded=LD_INT8[:2])
 _add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_INT], roles=CT_INT, kernels=K_MOE_INT,
-     transforms=("stack experts to [E, N, K]", "compute scale_bias", "pack int4 pairs along N",
-                 "scale fp32 bits to int64"), loaded=LD_W4A8)
+     transforms=(T.STACK_EXPERTS_TO_E_N_K, T.COMPUTE_SCALE_BIAS, T.PACK_INT4_PAIRS_ALONG_N,
+                 T.SCALE_FP32_BITS_TO_INT64), loaded=LD_W4A8)
 # SGLang's layout (NPUCompressedTensorsW4A8Int8DynamicMoE): ModelSlim's int4 pairs along N, a float
 # weight_offset (zero) and scale_bias; with activation_use_clip an int64 weight_scale (fp32 bits), a
 # float bias [N] used as the scale bias, and w2's alpha (registered by SGLang, never applied).
@@ -305,29 +307,28 @@ CT_W4A8_SGLANG = (
     _r("alpha", FL, (1,), required=False, moe_group="w2"),
 )
 _add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, LMS4X2, roles=CT_W4A8_SGLANG, kernels=K_MOE_INT, n_from="s0*2",
-     transforms=("unpack int4 pairs along N", *_T_W4A8, "sum scale_bias over this rank's TP slices, or take bias "
-                 "(clip variant)"), loaded=LD_W4A8)
+     transforms=(T.UNPACK_INT4_PAIRS_ALONG_N, *_T_W4A8, T.SUM_SCALE_BIAS_OR_TAKE_BIAS), loaded=LD_W4A8)
 _add(F.COMPRESSED_TENSORS, S.W4A8_DYNAMIC, L.MOE, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_MOE_INT,
-     weight="weight_packed", k_from="s1*pf", transforms=("unpack signed codes (-8)", "stack experts to [E, N, K]",
-                                                          "compute scale_bias", "pack int4 pairs along N"),
+     weight="weight_packed", k_from="s1*pf", transforms=(T.UNPACK_SIGNED_CODES_MINUS_8, T.STACK_EXPERTS_TO_E_N_K,
+                                                          T.COMPUTE_SCALE_BIAS, T.PACK_INT4_PAIRS_ALONG_N),
      loaded=LD_W4A8)
 _add(F.COMPRESSED_TENSORS, S.W4A16, L.MOE, [Layout.CT_PACKED], roles=CT_PACKED, kernels=K_MOE_INT4PACK,
      weight="weight_packed", k_from="s1*pf",
-     transforms=("unpack signed codes (-8)", "stack experts", "transpose to [E, K, N]", T_I4), loaded=LD_WNA16)
+     transforms=(T.UNPACK_SIGNED_CODES_MINUS_8, T.STACK_EXPERTS, T.TRANSPOSE_TO_E_K_N, T_I4), loaded=LD_WNA16)
 
 # GGUF: dequantized at load to the model dtype
-_T_GGUF = ("dequantize GGML blocks to the model dtype",)
+_T_GGUF = (T.DEQUANTIZE_GGML_BLOCKS,)
 _add(F.GGUF, S.GGUF, L.LINEAR, [Layout.GGML], roles=GGUF_W, kernels=(), transforms=_T_GGUF, loaded=LD_FLOAT)
 _add(F.GGUF, S.GGUF, L.EMBEDDING, [Layout.GGML], roles=GGUF_W, kernels=(), transforms=_T_GGUF, loaded=LD_FLOAT)
 _add(F.GGUF, S.GGUF, L.MOE, [Layout.GGML], roles=GGUF_W, kernels=K_MOE_WNA16,
-     transforms=(*_T_GGUF, "transpose to [E, K, N]"), loaded=LD_FLOAT)
+     transforms=(*_T_GGUF, T.TRANSPOSE_TO_E_K_N), loaded=LD_FLOAT)
 
 # online MXFP8 (float checkpoint quantized at load)
 _add(F.MXFP8_ONLINE, S.W8A8_MXFP8, L.LINEAR, [Layout.FLOAT], roles=FLOAT_W, kernels=K_MX,
-     transforms=("npu_dynamic_mx_quant weight to fp8 e4m3", "transpose to [K, N] (strided view)"), loaded=LD_MX8)
+     transforms=(T.MX_QUANT_WEIGHT_TO_FP8, T.TRANSPOSE_TO_K_N_STRIDED_VIEW), loaded=LD_MX8)
 _add(F.MXFP8_ONLINE, S.W8A8_MXFP8, L.MOE, [Layout.FLOAT], roles=FLOAT_W,
      kernels=(*K_MOE_MX[:-1], "npu_swiglu", *_MOE_TAIL),
-     transforms=("npu_dynamic_mx_quant each expert to fp8 e4m3", "stack experts"), loaded=LD_MX8)
+     transforms=(T.MX_QUANT_EACH_EXPERT_TO_FP8, T.STACK_EXPERTS), loaded=LD_MX8)
 
 #: Unquantized layers (any family): float weights used as stored, cast to the model dtype.
 FLOAT_SPECS: dict[MatrixLayer, SchemeSpec] = {
