@@ -57,6 +57,8 @@ class Code(StrEnum):
     MATRIX_UNSUPPORTED = "matrix.unsupported"
     MATRIX_UNTESTED = "matrix.untested"
     MATRIX_IN_PROGRESS = "matrix.in_progress"
+    #: ``naming.yaml`` (the planner's module-naming data) does not validate.
+    NAMING_SCHEMA = "naming.schema"
 
     # checkpoint descriptions
     FORMAT_SCHEMA = "format.schema"

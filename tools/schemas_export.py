@@ -21,6 +21,7 @@ from quantspec.schema_files import REPO_SCHEMAS
 #: schema file name -> "module:Model". Strings keep this import cheap and torch-free.
 SCHEMAS: dict[str, str] = {
     "support_matrix.schema.json": "quantspec.matrix.model:SupportMatrix",
+    "naming.schema.json": "quantspec.plan.naming_model:NamingFile",
     "checkpoint_description.schema.json": "quantspec.description:CheckpointDescription",
     "plan.schema.json": "quantspec.plan.model:Plan",
     "modelslim_description.schema.json": "quantspec.formats.modelslim:ModelSlimDescription",

@@ -77,30 +77,48 @@ class Naming:
 def naming() -> Naming:
     """The bundled naming data, loaded once."""
     text = resources.files("quantspec.plan").joinpath("naming.yaml").read_text(encoding="utf-8")
+    return parse_naming(text, file="quantspec/plan/naming.yaml")
+
+
+def parse_naming(text: str, *, file: str) -> Naming:
+    """Validate naming data (:class:`~quantspec.plan.naming_model.NamingFile`) and compile it;
+    raises :class:`~quantspec.errors.InvalidInput` (``naming.schema``) naming the file and path."""
+    from pydantic import ValidationError
+
+    from quantspec.errors import Code, InvalidInput, reason
+    from quantspec.plan.naming_model import NamingFile
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: start-up time
-    d: dict[str, Any] = yaml.load(text, Loader=loader)
-    moe = d["moe"]
-    per_expert = tuple((tuple(p["w13"]), str(p["w2"])) for p in moe["per_expert"])
+    try:
+        f = NamingFile.model_validate(yaml.load(text, Loader=loader))
+    except ValidationError as exc:
+        raise InvalidInput([
+            reason(Code.NAMING_SCHEMA, err["msg"], file=file,
+                   where="/" + "/".join(str(p) for p in err["loc"]) if err["loc"] else "/")
+            for err in exc.errors()]) from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(reason(Code.NAMING_SCHEMA, f"invalid YAML: {exc}", file=file)) from None
+    per_expert = tuple((p.w13, p.w2) for p in f.moe.per_expert)
     groups: dict[str, str] = {}
     for w13, w2 in per_expert:
         groups.update(dict.fromkeys(w13, "w13"))
         groups[w2] = "w2"
     return Naming(
-        packed={k: {f: tuple(s) for f, s in v.items()} for k, v in d["packed_modules"].items()},
-        containers=frozenset(moe["containers"]),
+        packed={k: dict(v) for k, v in f.packed_modules.items()},
+        containers=frozenset(f.moe.containers),
         per_expert=per_expert,
-        fused_3d=dict(moe["fused_3d"]),
-        gguf_fused_3d=dict(moe["gguf_fused_3d"]),
-        row_parallel=tuple(d["row_parallel"]),
-        replicated=tuple(d["replicated"]),
-        embeddings=frozenset(d["embeddings"]),
-        diffusion_embeddings=frozenset(d["diffusion_embeddings"]),
-        lm_heads=tuple(d["lm_heads"]),
-        routers=tuple(d["routers"]),
-        norms=tuple(d["norms"]),
-        kv_params=frozenset(d["attention"]["kv_params"]),
-        kv_submodules=frozenset(d["attention"]["kv_submodules"]),
-        weight_params=tuple(d["weight_params"]),
+        fused_3d=dict(f.moe.fused_3d),
+        gguf_fused_3d=dict(f.moe.gguf_fused_3d),
+        row_parallel=f.row_parallel,
+        replicated=f.replicated,
+        embeddings=frozenset(f.embeddings),
+        diffusion_embeddings=frozenset(f.diffusion_embeddings),
+        lm_heads=f.lm_heads,
+        routers=f.routers,
+        norms=f.norms,
+        kv_params=frozenset(f.attention.kv_params),
+        kv_submodules=frozenset(f.attention.kv_submodules),
+        weight_params=f.weight_params,
         expert_group=groups,
     )
 

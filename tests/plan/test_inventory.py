@@ -120,3 +120,24 @@ def test_header_names_not_in_the_weight_map_are_ignored(tmp_path: Path) -> None:
     write_safetensors(tmp_path / "m.safetensors", {"a.weight": ("I8", (2, 2)), "b.weight": ("I8", (2, 2))})
     write_json(tmp_path / "model.safetensors.index.json", {"weight_map": {"a.weight": "m.safetensors"}})
     assert set(read_inventory(tmp_path).tensors) == {"a.weight"}
+
+
+def test_naming_data_is_validated_like_the_matrix() -> None:
+    from importlib import resources
+
+    import yaml
+
+    from quantspec.errors import InvalidInput
+    from quantspec.plan.discover import parse_naming
+
+    text = resources.files("quantspec.plan").joinpath("naming.yaml").read_text(encoding="utf-8")
+    assert parse_naming(text, file="naming.yaml").replicated  # the bundled file validates
+    data = yaml.safe_load(text)
+    data["moe"]["fused_3d"]["down_proj"] = "w3"
+    data["row_paralel"] = data.pop("row_parallel")
+    with pytest.raises(InvalidInput) as err:
+        parse_naming(yaml.safe_dump(data), file="naming.yaml")
+    got = {(r.code.value, r.where) for r in err.value.reasons}
+    assert got == {("naming.schema", "/moe/fused_3d/down_proj"), ("naming.schema", "/row_parallel"),
+                   ("naming.schema", "/row_paralel")}
+    assert all(r.file == "naming.yaml" for r in err.value.reasons)
