@@ -115,7 +115,8 @@ def main() -> None:
     from quantspec.matrix import load_matrix
     from quantspec.plan.api import _config
     from quantspec.plan.inventory import read_inventory
-    from quantspec.plan.planner import Planner, Setting
+    from quantspec.plan.planner import Planner
+    from quantspec.plan.verdict import Setting
     from quantspec.vocab import NpuGen
 
     runs = args.runs

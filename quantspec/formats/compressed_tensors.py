@@ -21,7 +21,7 @@ from pydantic import JsonValue, field_validator
 from quantspec.description import ActQuant, CheckpointDescription, KVCacheQuant, Matcher, QuantSpec, Rule, WeightQuant
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
 from quantspec.formats.base import RawModel, StrictRawModel, extras_of, int_element, parse_raw, pointer
-from quantspec.formats.ct_presets import preset_scheme
+from quantspec.formats.ct_presets import preset_body
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatchKind, SchemeId, ZeroPoint
 
 
@@ -269,7 +269,8 @@ def normalise(raw: CompressedTensorsConfig, *, file: str, source: str, prefix: s
     for name, group in (raw.config_groups or {}).items():
         where = pointer(prefix, "config_groups", name)
         if isinstance(group, list):  # preset: "W4A16": ["Linear"]
-            scheme = preset_scheme(name)
+            body = preset_body(name)
+            scheme = None if body is None else QuantizationScheme.model_validate({"targets": [], **body})
             if scheme is None:
                 errors.append(reason(Code.FORMAT_UNKNOWN_VALUE, f"unknown compressed-tensors preset {name!r}",
                                      file=file, where=where, hint="a list value names a preset scheme such as W4A16"))

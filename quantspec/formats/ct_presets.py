@@ -9,10 +9,7 @@ activations) and activations dynamically per token; the float presets follow the
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from quantspec.formats.compressed_tensors import QuantizationScheme
+from typing import Any
 
 _INT_PRESET = re.compile(r"^W([2-8])A(4|8|16)(_ASYM)?$")
 
@@ -58,10 +55,9 @@ _FLOAT_PRESETS: dict[str, dict[str, Any]] = {
 _ALIASES = {"INT8": "W8A8", "W4AFP8": "W4AFP8"}
 
 
-def preset_scheme(name: str) -> QuantizationScheme | None:
-    """The scheme a preset name stands for (with empty targets), or None for unknown names."""
-    from quantspec.formats.compressed_tensors import QuantizationScheme
-
+def preset_body(name: str) -> dict[str, Any] | None:
+    """The ``QuantizationScheme`` fields a preset name stands for (no targets), or None for unknown
+    names; plain data, so that this module imports nothing of the format's models."""
     key = _ALIASES.get(name.upper(), name.upper())
     if key == "W4AFP8":
         body: dict[str, Any] = {"weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group",
@@ -73,4 +69,4 @@ def preset_scheme(name: str) -> QuantizationScheme | None:
         body = _FLOAT_PRESETS[key]
     else:
         return None
-    return QuantizationScheme.model_validate({"targets": [], **body})
+    return body

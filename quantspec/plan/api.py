@@ -15,7 +15,8 @@ from quantspec.plan.defects import Context as DefectContext
 from quantspec.plan.defects import check_defects
 from quantspec.plan.inventory import Inventory, read_inventory
 from quantspec.plan.model import PLAN_VERSION, Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
-from quantspec.plan.planner import Planner, Setting
+from quantspec.plan.planner import Planner
+from quantspec.plan.verdict import Setting
 from quantspec.schemes import FLOAT_DTYPES
 from quantspec.vocab import DefectId, Domain, FormatFamily, NpuGen, Status
 

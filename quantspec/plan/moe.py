@@ -12,16 +12,19 @@ from collections import Counter
 from collections.abc import Mapping
 from itertools import chain
 from operator import itemgetter, methodcaller
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, reason
 from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
-from quantspec.plan.planner import Planner, Verdict, agreement_key, label_of
 from quantspec.plan.refine import clip_problems, refine
+from quantspec.plan.verdict import Verdict, agreement_key, label_of
 from quantspec.vocab import LayerKind, MatrixLayer
+
+if TYPE_CHECKING:
+    from quantspec.plan.planner import Planner
 
 #: config.json keys that give the number of routed experts.
 EXPERT_COUNT_KEYS = ("n_routed_experts", "num_experts", "num_local_experts", "moe_num_experts", "n_experts")

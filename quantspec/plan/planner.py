@@ -10,84 +10,24 @@ an unsupported layer: it returns it rejected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from quantspec.description import CheckpointDescription, KVCacheQuant, QuantSpec
-from quantspec.errors import DIFFUSION_EMBEDDING_MESSAGE, Code, Reason, reason
+from quantspec.description import KVCacheQuant
+from quantspec.errors import DIFFUSION_EMBEDDING_MESSAGE, Code, reason
 from quantspec.formats import modelslim
-from quantspec.matrix import MatrixEntry, SupportMatrix
 from quantspec.plan.constraints import CheckContext, run_constraints
 from quantspec.plan.contract import check_module, loaded_bytes, quant_env, stored_bytes
 from quantspec.plan.discover import AttentionUnit, LinearUnit, Naming, discover, naming, natural_key
 from quantspec.plan.inventory import Inventory
-from quantspec.plan.model import LayerStatus, PlannedLayer, PlanPolicy
+from quantspec.plan.model import LayerStatus, PlannedLayer
+from quantspec.plan.moe import plan_moe
 from quantspec.plan.refine import refine
-from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.transforms import Transform
-from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, NpuGen, ParallelMode, SchemeId, Status
+from quantspec.plan.router import plan_router
+from quantspec.plan.verdict import Setting, Verdict, agreement_key, label_of
+from quantspec.schemes import FLOAT_SPECS, lookup_spec
+from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, ParallelMode, Status
 
 #: Layouts whose codes are packed along N (column splits must keep whole words) or along K.
 PACKED_ALONG_N = frozenset({Layout.AWQ_GEMM})
 PACKED_ALONG_K = frozenset({Layout.GPTQ, Layout.CT_PACKED})
-
-
-@dataclass
-class Setting:
-    """Everything the planner decides against, besides the tensors."""
-
-    desc: CheckpointDescription
-    matrix: SupportMatrix
-    target: NpuGen
-    tp: int = 1
-    policy: PlanPolicy = field(default_factory=PlanPolicy)
-    domain: Domain = Domain.LLM
-    model_type: str | None = None
-    model_dtype: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    component: str | None = None
-
-
-def agreement_key(quant: QuantSpec | None) -> object:
-    """What shards/experts must share. GGUF dequantizes each tensor, so only the scheme counts."""
-    if quant is None:
-        return "FLOAT"
-    if quant.scheme is SchemeId.GGUF:
-        return SchemeId.GGUF
-    return quant
-
-
-def label_of(quant: QuantSpec | None) -> str:
-    """Producer label of a quantization, ``FLOAT`` for none."""
-    return quant.label if quant is not None else "FLOAT"
-
-
-@dataclass
-class Verdict:
-    """The accumulating decision for one layer."""
-
-    name: str
-    kind: LayerKind
-    quant: QuantSpec | None = None
-    reasons: list[Reason] = field(default_factory=list)
-    warnings: list[Reason] = field(default_factory=list)
-    transforms: list[Transform] = field(default_factory=list)
-    spec: SchemeSpec | None = None
-    entry: MatrixEntry | None = None
-    status: Status | None = None
-    n: int | None = None
-    k: int | None = None
-    #: (member, N, K) of shards / w13 projections.
-    members: list[tuple[str, int, int]] = field(default_factory=list)
-    tensors: list[str] = field(default_factory=list)
-    #: Bytes after load per unit and the unit count (experts).
-    unit_bytes: int | None = 0
-    units: int = 1
-    weight_dtype: str = ""
-    label: str | None = None
-    #: One tensor-parallel rank's N and K (set by ``finish``).
-    n_local: int | None = None
-    k_local: int | None = None
 
 
 class Planner:
@@ -102,7 +42,6 @@ class Planner:
     # ------------------------------------------------------------------ entry point
     def plan(self) -> list[PlannedLayer]:
         """Plan every layer, in natural name order (MoE w13 before w2)."""
-        from quantspec.plan.moe import plan_moe  # moe.py imports this module
 
         disc = discover(self.inv.tensors, self.s.model_type)
         layers = [self.linear(u) for u in disc.linears]
@@ -132,8 +71,6 @@ class Planner:
                     hint="export this module unquantized (FLOAT)"))
             return self.build(v, shards=())
         if u.kind is LayerKind.ROUTER:
-            from quantspec.plan.router import plan_router  # router.py imports this module's types
-
             return plan_router(self, u, v)
         cls = "Embedding" if u.kind is LayerKind.EMBEDDING else "Linear"
         res = [(s, self.resolver.resolve(s, cls)) for s in u.shards]

@@ -26,7 +26,8 @@ from quantspec.vocab import FormatFamily, MatrixLayer
 if TYPE_CHECKING:
     from quantspec.plan.discover import LinearUnit
     from quantspec.plan.model import PlannedLayer
-    from quantspec.plan.planner import Planner, Verdict
+    from quantspec.plan.planner import Planner
+    from quantspec.plan.verdict import Verdict
 
 _EXCLUDE_HINT: dict[FormatFamily, str] = {
     FormatFamily.MODELSLIM: "re-export with the router kept float: add '*mlp.gate' (and '*shared_expert_gate') to "

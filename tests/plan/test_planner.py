@@ -20,7 +20,8 @@ from quantspec.formats import read_description
 from quantspec.matrix import load_matrix
 from quantspec.plan.inventory import Inventory, TensorInfo, read_inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer
-from quantspec.plan.planner import Planner, Setting
+from quantspec.plan.planner import Planner
+from quantspec.plan.verdict import Setting
 from quantspec.vocab import ElementType, FormatFamily, Granularity, Layout, MatchKind, NpuGen, SchemeId, ZeroPoint
 from tests.plan.builders import Tensors, build_modelslim, llama_modules, ms_linear
 from tests.plan.fixtures import FIXTURES
