@@ -42,7 +42,7 @@ elif mode == "plan":
     import quantspec
 elif mode == "stream":
     from pathlib import Path
-    from quantspec.plan.inventory import read_inventory
+    from quantspec.checkpoint.inventory import read_inventory
     from quantspec.runtime.loader.reader import TensorReader
 else:
     from pathlib import Path
@@ -66,7 +66,7 @@ elif mode == "plan":  # what load_quantized spends before its first read
     n = len(quantspec.plan(path, target="a2").layers)
 elif mode == "stream":
     inv = read_inventory(Path(path))
-    with TensorReader(Path(path), {k: t.file for k, t in inv.tensors.items()}) as reader:
+    with TensorReader(Path(path), inv.tensors) as reader:
         out = {k: reader.read(k) for k in inv.tensors}
     n = len(out)
 else:

@@ -111,10 +111,10 @@ def main() -> None:
     e2e_src = _timed(plan_cmd, args.runs, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
     import quantspec
+    from quantspec.checkpoint.inventory import read_inventory
     from quantspec.formats import read_description
     from quantspec.matrix import load_matrix
     from quantspec.plan.api import _config
-    from quantspec.plan.inventory import read_inventory
     from quantspec.plan.planner import Planner
     from quantspec.plan.verdict import Setting
     from quantspec.vocab import NpuGen

@@ -7,12 +7,14 @@ that leave the model folder) and turns it into a :class:`~quantspec.errors.Reaso
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,25 @@ def _refuse_constant(name: str) -> Any:
 def read_json(path: Path, *, root: Path | None = None, limit: int = MAX_JSON_BYTES) -> Any:
     """Read and strictly parse one JSON file."""
     return parse_json_text(read_bytes(path, limit=limit, root=root), file=str(path))
+
+
+def read_json_once(path: Path, *, root: Path | None = None) -> Any:
+    """:func:`read_json` parsed once per file version (resolved path, size, modification time): the
+    format detection and the planner share one parse of ``config.json``. Each caller gets its own
+    copy, so no caller sees another's changes."""
+    if root is not None:
+        check_inside(path, root)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError, RuntimeError):
+        return read_json(path, root=root)  # reports the problem with its code
+    return copy.deepcopy(_json_cached(*key))
+
+
+@lru_cache(maxsize=16)
+def _json_cached(resolved: str, size: int, mtime_ns: int) -> Any:
+    return read_json(Path(resolved))
 
 
 @contextmanager

@@ -165,7 +165,7 @@ class Scan:
 def scan_values(model_dir: Path) -> Scan:
     """Check the values of every scale, offset and group-index tensor of a safetensors checkpoint,
     reading only those tensors' bytes (a seek and a read each; weights are never read)."""
-    from quantspec.plan.inventory import read_inventory, safetensors_offsets
+    from quantspec.checkpoint.inventory import read_inventory
 
     inv = read_inventory(model_dir)
     if inv.kind != "safetensors":
@@ -179,16 +179,14 @@ def scan_values(model_dir: Path) -> Scan:
     checked = read = 0
     for fname, names in sorted(wanted.items()):
         path = model_dir / fname
-        data_start, offsets = safetensors_offsets(path)
         with path.open("rb") as fh:
-            for name in sorted(names, key=lambda n: offsets[n][0]):
-                begin, end = offsets[name]
-                fh.seek(data_start + begin)
-                raw = fh.read(end - begin)
+            for name in sorted(names, key=lambda n: inv.tensors[n].offset):
+                info = inv.tensors[name]
+                fh.seek(info.offset)
+                raw = fh.read(info.nbytes)
                 read += len(raw)
-                dtype, shape = shapes[name]
-                values = _decode(raw, dtype, shape)
-                kind = kind_of(name, dtype)
+                values = _decode(raw, info.dtype, info.shape)
+                kind = kind_of(name, info.dtype)
                 if values is None or kind is None:
                     continue
                 checked += 1

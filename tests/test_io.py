@@ -66,3 +66,17 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
 def test_arbitrary_bytes_raise_only_our_error(data: bytes) -> None:
     with contextlib.suppress(QuantspecError):
         parse_json_text(data, file="f.json")
+
+
+def test_read_json_once_parses_each_version_once_and_hands_out_copies(tmp_path: Path) -> None:
+    from quantspec import _io
+
+    p = tmp_path / "config.json"
+    p.write_text('{"a": [1]}')
+    before = _io._json_cached.cache_info().misses
+    first = _io.read_json_once(p)
+    first["a"].append(2)  # a caller's change is its own
+    assert _io.read_json_once(p) == {"a": [1]}
+    assert _io._json_cached.cache_info().misses == before + 1  # parsed once
+    p.write_text('{"a": [1, 2, 3]}')  # a new version (size changed) is parsed again
+    assert _io.read_json_once(p) == {"a": [1, 2, 3]}

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from quantspec._io import check_inside, read_json
+from quantspec._io import check_inside, read_json, read_json_once
 from quantspec.errors import Code, InvalidCheckpoint, InvalidInput, QuantspecError, Reason, reason
 from quantspec.formats import modelslim, unsupported
 from quantspec.formats.base import pointer
@@ -146,7 +146,8 @@ class _Reader:
         if name not in self.cache:
             path = self.model_dir / name
             try:
-                self.cache[name] = read_json(path, root=self.model_dir) if path.is_file() or path.is_symlink() else None
+                reader = read_json_once if name == CONFIG else read_json
+                self.cache[name] = reader(path, root=self.model_dir) if path.is_file() or path.is_symlink() else None
             except QuantspecError as exc:
                 self.errors.extend(exc.reasons)
                 self.cache[name] = None

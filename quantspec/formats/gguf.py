@@ -7,7 +7,7 @@ on Ascend). MoE experts are stacked 3-D tensors (``blk.N.ffn_gate_exps``); their
 every per-expert module ``...mlp.experts.<E>.gate_proj``.
 
 The ``gguf`` package (and numpy) is imported only inside these functions: a checkpoint
-without ``.gguf`` files never loads it. The header is parsed by :mod:`quantspec.formats.gguf_parse`
+without ``.gguf`` files never loads it. The header is parsed by :mod:`quantspec.checkpoint.gguf_header`
 (bounded by the file's size; gguf-py's reader trusts the file's counts); only header pages of
 the memory map are touched.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,31 @@ def _jsonable(value: Any) -> JsonValue:
 
 
 def read_gguf_header(path: Path) -> GgufHeader:
+    """Read a GGUF file's header (see :func:`_read_gguf_header`), once per file and version: the
+    description, the inventory and the runtime reader share one parse (keyed by the resolved path,
+    size and modification time)."""
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError, RuntimeError):
+        return _read_gguf_header(path)  # reports the problem with its code
+    return _cached_header(*key)
+
+
+@lru_cache(maxsize=8)
+def _cached_header(resolved: str, size: int, mtime_ns: int) -> GgufHeader:
+    return _read_gguf_header(Path(resolved))
+
+
+def _read_gguf_header(path: Path) -> GgufHeader:
     """Read a GGUF file's header, metadata and tensor infos (no tensor data), bounded by the file's
-    size (:mod:`quantspec.formats.gguf_parse`).
+    size (:mod:`quantspec.checkpoint.gguf_header`).
 
     Raises :class:`InvalidCheckpoint` (``tensor.bad_header``) naming the byte offset of the problem.
     """
     import gguf  # lazily: numpy (the ggml type table)
 
-    from quantspec.formats.gguf_parse import read_gguf_bytes
+    from quantspec.checkpoint.gguf_header import read_gguf_bytes
 
     raw, file = read_gguf_bytes(path)
     tensors: list[GgufTensorInfo] = []

@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from quantspec._io import read_json
+from quantspec._io import read_json_once
+from quantspec.checkpoint.inventory import Inventory, read_inventory
 from quantspec.errors import Code, InvalidInput, Reason, reason
 from quantspec.matrix import SupportMatrix, load_matrix
 from quantspec.plan.defects import Context as DefectContext
 from quantspec.plan.defects import check_defects
-from quantspec.plan.inventory import Inventory, read_inventory
 from quantspec.plan.model import PLAN_VERSION, Plan, PlanComponent, PlannedLayer, PlanPolicy, summarize
 from quantspec.plan.planner import Planner
 from quantspec.plan.verdict import Setting
@@ -56,7 +56,7 @@ def _config(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "config.json"
     if not path.exists() and not path.is_symlink():
         return {}  # a FIFO, folder or dangling link of that name is refused by read_json
-    data = read_json(path, root=model_dir)
+    data = read_json_once(path, root=model_dir)  # detection parsed it already
     return data if isinstance(data, dict) else {}
 
 

@@ -6,10 +6,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from quantspec.checkpoint.inventory import GGML_DEQUANTIZABLE, TensorInfo
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, Reason, reason
 from quantspec.plan.discover import Params
-from quantspec.plan.inventory import GGML_DEQUANTIZABLE, TensorInfo
 from quantspec.schemes import DTYPE_BITS, FLOAT_DTYPES, DtypeRule, SchemeSpec, TensorRole
 
 _GGML_OK = GGML_DEQUANTIZABLE | FLOAT_DTYPES

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from quantspec.plan.inventory import TensorInfo
+from quantspec.checkpoint.inventory import TensorInfo
 from quantspec.vocab import LayerKind
 
 #: Tensors of one module: param name (relative to the module) -> info.

@@ -10,13 +10,13 @@ an unsupported layer: it returns it rejected.
 
 from __future__ import annotations
 
+from quantspec.checkpoint.inventory import LOADABLE_DTYPES, Inventory
 from quantspec.description import KVCacheQuant
 from quantspec.errors import DIFFUSION_EMBEDDING_MESSAGE, Code, reason
 from quantspec.formats import modelslim
 from quantspec.plan.constraints import CheckContext, run_constraints
 from quantspec.plan.contract import check_module, loaded_bytes, quant_env, stored_bytes
 from quantspec.plan.discover import AttentionUnit, LinearUnit, Naming, discover, naming, natural_key
-from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer
 from quantspec.plan.moe import plan_moe
 from quantspec.plan.refine import refine
@@ -299,6 +299,14 @@ class Planner:
     def build(self, v: Verdict, *, shards: tuple[str, ...], experts: tuple[int, ...] = (),
               kv: KVCacheQuant | None = None) -> PlannedLayer:
         """Freeze a verdict into a :class:`PlannedLayer` (constructed without re-validation)."""
+        if self.inv.kind == "safetensors":
+            infos = self.inv.tensors
+            odd = sorted({infos[t].dtype for t in v.tensors if t in infos} - LOADABLE_DTYPES)
+            if odd:
+                v.reasons.append(reason(
+                    Code.TENSOR_DTYPE, f"{v.name} reads {', '.join(odd)} tensors, which quantspec's runtime cannot "
+                    "build (no torch dtype)", where=v.name,
+                    hint="no NPU scheme of the support matrix stores these dtypes; re-export in a supported scheme"))
         accepted = not v.reasons
         spec = v.spec
         comp = self.s.component

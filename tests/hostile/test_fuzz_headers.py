@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from quantspec.checkpoint.inventory import read_header_infos
 from quantspec.errors import QuantspecError
 from quantspec.formats.gguf import read_gguf_header
-from quantspec.plan.inventory import read_header_infos
 from tests.hostile.crafted import ARRAY, STRING, s
 
 SETTINGS = settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import quantspec
+from quantspec.checkpoint.inventory import Inventory, TensorInfo, read_inventory
 from quantspec.description import (
     CheckpointDescription,
     KVCacheQuant,
@@ -18,7 +19,6 @@ from quantspec.description import (
 )
 from quantspec.formats import read_description
 from quantspec.matrix import load_matrix
-from quantspec.plan.inventory import Inventory, TensorInfo, read_inventory
 from quantspec.plan.model import LayerStatus, PlannedLayer
 from quantspec.plan.planner import Planner
 from quantspec.plan.verdict import Setting

@@ -66,7 +66,7 @@ def test_e_score_correction_bias_belongs_to_the_router() -> None:
 
 
 def _params(tensors: Tensors, module: str) -> dict[str, object]:
-    from quantspec.plan.inventory import TensorInfo
+    from quantspec.checkpoint.inventory import TensorInfo
 
     return {n[len(module) + 1:]: TensorInfo(n, DT[d], s, "m") for n, (d, s) in tensors.items()}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from quantspec.checkpoint.inventory import MAX_HEADER_BYTES
 from quantspec.errors import Code, InvalidCheckpoint
 from quantspec.repack import safetensors_stream as sts
 from tests.repack.wan_fixtures import data, write_safetensors
@@ -98,7 +99,7 @@ def test_every_entry_problem_is_reported_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("blob", "code"), [
     (b"\x01\x02", Code.TENSOR_TRUNCATED),
     (struct.pack("<Q", 1000) + b"{}", Code.TENSOR_TRUNCATED),
-    (struct.pack("<Q", sts.MAX_HEADER_BYTES + 1), Code.TENSOR_HEADER),
+    (struct.pack("<Q", MAX_HEADER_BYTES + 1), Code.TENSOR_HEADER),
     (struct.pack("<Q", 2) + b"[]", Code.TENSOR_HEADER),
     (struct.pack("<Q", 3) + b"{x}", Code.INVALID_JSON),
     (struct.pack("<Q", 30) + b'{"__metadata__": {"a": 1}}    ', Code.TENSOR_HEADER),

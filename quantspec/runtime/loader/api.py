@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from quantspec.checkpoint.inventory import read_inventory
 from quantspec.errors import Code, InvalidInput, PlanRejected, Reason, reason
-from quantspec.plan.inventory import read_inventory
 from quantspec.plan.model import Plan, PlanComponent
 from quantspec.runtime.loader.build import Builder, Built, accepted_layers
 from quantspec.runtime.loader.model import QuantizedModel
@@ -144,7 +144,7 @@ def load_plan(
                 built = load_gguf_component(plan, comp, inv, name=name, model_dtype=comp_dtype, ops=ops, tp=tp,
                                             tick=tick)
             else:
-                with TensorReader(Path(comp.path), {n: t.file for n, t in inv.tensors.items()}) as reader:
+                with TensorReader(Path(comp.path), inv.tensors) as reader:
                     built = Builder(plan=plan, layers=accepted_layers(plan, name), family=comp.format, reader=reader,
                                     prefix=f"{name}." if name else "", model_dtype=comp_dtype, ops=ops, tp=tp,
                                     tick=tick).run()

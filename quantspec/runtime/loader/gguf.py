@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from quantspec._io import check_inside
+from quantspec.checkpoint.inventory import Inventory
 from quantspec.errors import Code, InvalidCheckpoint, reason
-from quantspec.plan.inventory import Inventory
 from quantspec.plan.model import Plan, PlanComponent
 from quantspec.runtime.gguf_dequant import dequantize, ggml_type
 from quantspec.runtime.loader.build import Builder, Built, accepted_layers
@@ -35,7 +35,8 @@ from quantspec.runtime.ops.base import Ops
 #: un-permutes (its ``TENSOR_PROCESSORS`` apply ``LlamaTensorProcessor`` to ``llama`` only;
 #: Mistral files use the ``llama`` architecture).
 ROPE_PERMUTED = frozenset({"llama"})
-_PLAIN = {"F32": torch.float32, "F16": torch.float16, "F64": torch.float64}
+#: Inventory dtypes of the plain GGUF types (``ggml_dtype``); every other type is a ggml block type.
+_PLAIN = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 def reverse_permute(weights: Tensor, n_head: int, num_kv_heads: int | None = None) -> Tensor:
@@ -64,56 +65,69 @@ def _alternates(arch: str | None, n_blocks: int, chosen: dict[str, str]) -> dict
 
 
 class GgufReader:
-    """Serves dequantized float32 tensors of GGUF file(s) under their Hugging Face names."""
+    """Serves dequantized float32 tensors of GGUF file(s) under their Hugging Face names.
+
+    Everything about the tensors (file, Hugging Face name, ggml type, shape, byte range) comes
+    from the checkpoint reader's inventory, and the metadata (architecture, heads) from its
+    bounded header parse (cached per file): no header is parsed here. The data is read through a
+    read-only memory map per file.
+    """
 
     def __init__(self, model_dir: Path, inv: Inventory) -> None:
-        from gguf import GGUFReader
-
-        from quantspec.formats.gguf import blocks_in_use, hf_name_map
+        from quantspec.formats.gguf import hf_name_map, read_gguf_header
 
         self.model_dir = Path(model_dir)
+        self.infos = inv.tensors
         self.files = {n: t.file for n, t in inv.tensors.items()}
-        self._tensors: dict[str, Any] = {}
-        self._readers: dict[str, Any] = {}
+        self._maps: dict[str, Any] = {}
         self.heads: tuple[int, int] | None = None
         #: Other Hugging Face spellings of a module -> the name it is loaded under.
         self.aliases: dict[str, str] = {}
         for fname in inv.files:
             path = check_inside(self.model_dir / fname, self.model_dir, what="GGUF file")
-            reader = GGUFReader(os.fspath(path), "r")
-            self._readers[fname] = reader
-            arch_field = reader.fields.get("general.architecture")
-            arch = str(arch_field.contents()) if arch_field is not None else None
-            n_blocks = blocks_in_use(t.name for t in reader.tensors)  # not the file's block_count
-            mapping = hf_name_map(arch, n_blocks)
-            self.aliases.update(_alternates(arch, n_blocks, mapping))
+            header = read_gguf_header(path)
+            arch, n_blocks = header.architecture, header.block_count  # blocks the tensors use
+            self.aliases.update(_alternates(arch, n_blocks, hf_name_map(arch, n_blocks)))
             if arch in ROPE_PERMUTED and self.heads is None:
-                h = reader.fields.get(f"{arch}.attention.head_count")
-                kv = reader.fields.get(f"{arch}.attention.head_count_kv")
-                if h is not None:
-                    self.heads = (int(h.contents()), int(kv.contents()) if kv is not None else int(h.contents()))
-            for t in reader.tensors:
-                base, dot, suffix = t.name.rpartition(".")
-                if not dot:
-                    base, suffix = t.name, ""
-                hf = mapping.get(base, base)
-                self._tensors[f"{hf}.{suffix}" if suffix else hf] = t
+                h = header.metadata.get(f"{arch}.attention.head_count")
+                kv = header.metadata.get(f"{arch}.attention.head_count_kv")
+                if isinstance(h, int):
+                    self.heads = (h, kv if isinstance(kv, int) else h)
+
+    def _bytes(self, name: str) -> Tensor:
+        import numpy as np
+
+        info = self.infos[name]
+        mm = self._maps.get(info.file)
+        if mm is None:
+            path = self.model_dir / info.file
+            try:
+                mm = self._maps[info.file] = np.memmap(os.fspath(path), dtype=np.uint8, mode="r")
+            except (ValueError, OSError) as exc:
+                raise InvalidCheckpoint(reason(Code.TENSOR_TRUNCATED, f"cannot map GGUF file: {exc}",
+                                               file=str(path), where=name)) from None
+        if info.offset + info.nbytes > len(mm):
+            raise InvalidCheckpoint(reason(Code.TENSOR_TRUNCATED, f"tensor {name!r} ends at byte "
+                                           f"{info.offset + info.nbytes} but the file has {len(mm)}",
+                                           file=str(self.model_dir / info.file), where=name))
+        return torch.from_numpy(np.array(mm[info.offset:info.offset + info.nbytes]))
 
     def read(self, name: str) -> Tensor:
         """The dequantized float32 tensor ``name`` (numpy/PyTorch dim order)."""
-        t = self._tensors.get(name)
-        if t is None:
+        info = self.infos.get(name)
+        if info is None:
             raise InvalidCheckpoint(reason(Code.TENSOR_MISSING, f"tensor {name!r} is not in the GGUF file(s)",
                                            file=str(self.model_dir), where=name))
-        kind = t.tensor_type.name
-        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        try:
-            raw = torch.from_numpy(t.data.copy())
-        except (ValueError, OSError) as exc:
-            raise InvalidCheckpoint(reason(Code.TENSOR_TRUNCATED, f"cannot read GGUF tensor data: {exc}",
-                                           file=str(self.model_dir / self.files[name]), where=name)) from None
-        w = raw.to(torch.float32) if kind in _PLAIN else dequantize(raw, ggml_type(kind), name)
-        w = w.reshape(shape)
+        raw = self._bytes(name)
+        plain = _PLAIN.get(info.dtype)
+        if plain is not None:
+            w = raw.view(plain).to(torch.float32)
+        else:
+            rows = 1
+            for d in info.shape[:-1]:
+                rows *= d
+            w = dequantize(raw.reshape(rows, -1), ggml_type(info.dtype), name)
+        w = w.reshape(info.shape)
         if self.heads is not None and (".self_attn.q_proj." in name or ".self_attn.k_proj." in name):
             n_head, n_kv = self.heads
             w = reverse_permute(w, n_head, n_kv if ".k_proj." in name else n_head)
@@ -121,13 +135,11 @@ class GgufReader:
 
     def release(self, fname: str) -> None:
         """Drop the memory map of ``fname``."""
-        self._readers.pop(fname, None)
-        self._tensors = {k: v for k, v in self._tensors.items() if self.files.get(k) != fname}
+        self._maps.pop(fname, None)
 
     def close(self) -> None:
         """Drop every memory map."""
-        self._readers.clear()
-        self._tensors.clear()
+        self._maps.clear()
 
 
 def load_gguf_component(plan: Plan, comp: PlanComponent, inv: Inventory, *, name: str | None,

@@ -1,10 +1,11 @@
 """Streaming tensor reader: one tensor at a time, straight from the file into its own buffer.
 
-The planner has already validated every safetensors header (dtypes, shapes, offsets inside
-the file, no overlaps). The reader re-parses the header of a file when the first tensor of
-that file is asked for, maps the file, and copies each tensor out of the map into its own
-buffer, then drops the tensor's mapped pages from the process (``MADV_DONTNEED``; they stay in
-the page cache): resident memory is the result plus the tensors in flight, never a second copy
+The checkpoint reader (``quantspec.checkpoint.inventory``) has already validated every
+safetensors header (dtypes, shapes, offsets inside the file, no overlaps) and knows each
+tensor's byte range; this reader parses no header of its own. It maps a file when the first
+tensor of that file is asked for and copies each tensor out of the map into its own buffer,
+then drops the tensor's mapped pages from the process (``MADV_DONTNEED``; they stay in the page
+cache): resident memory is the result plus the tensors in flight, never a second copy
 of the checkpoint. The file size is re-checked before each read: a file that shrank after
 planning is an error naming the tensor and the file.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import struct
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -27,30 +27,12 @@ import torch
 from torch import Tensor
 
 from quantspec._io import check_inside
+from quantspec.checkpoint.inventory import LOADABLE_DTYPES, TensorInfo, find_index
 from quantspec.errors import Code, InvalidCheckpoint, reason
-from quantspec.plan.inventory import find_index
 
-#: safetensors dtype code -> torch dtype (little-endian data, as the format mandates).
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    "BOOL": torch.bool,
-    "U8": torch.uint8,
-    "I8": torch.int8,
-    "I16": torch.int16,
-    "U16": torch.uint16,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I32": torch.int32,
-    "U32": torch.uint32,
-    "F32": torch.float32,
-    "F64": torch.float64,
-    "I64": torch.int64,
-    "U64": torch.uint64,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
-    "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
-    "F8_E8M0": torch.float8_e8m0fnu,
-}
+#: The inventory's canonical dtype names -> torch dtypes (the one place they are mapped to torch).
+#: A canonical dtype outside ``LOADABLE_DTYPES`` (F4, F6_*) is refused at plan time.
+TORCH_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in sorted(LOADABLE_DTYPES)}
 #: Weight files that would have to be unpickled.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -99,33 +81,13 @@ class Reader(Protocol):
 
 
 class _File:
-    """One open safetensors file: its descriptor, data start and header entries."""
+    """One open safetensors file: its descriptor and (once a tensor is read) its read-only map."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY)
-        try:
-            self.size = os.fstat(self.fd).st_size
-            head = os.pread(self.fd, 8, 0)
-            if len(head) < 8:
-                raise self.error(Code.TENSOR_TRUNCATED, "file is shorter than the 8-byte header length")
-            (n,) = struct.unpack("<Q", head)
-            raw = os.pread(self.fd, n, 8)
-            if len(raw) < n:
-                raise self.error(Code.TENSOR_TRUNCATED, f"header of {n} bytes runs past the end of the file")
-            try:
-                header = json.loads(raw)
-            except ValueError:
-                raise self.error(Code.TENSOR_HEADER, "the header is not valid JSON") from None
-            if not isinstance(header, dict):
-                raise self.error(Code.TENSOR_HEADER, "the header is not a JSON object")
-            self.entries: dict[str, object] = header
-            self.start = 8 + n
-            self.map: mmap.mmap | None = None
-            self.lock = threading.Lock()
-        except BaseException:
-            os.close(self.fd)
-            raise
+        self.map: mmap.mmap | None = None
+        self.lock = threading.Lock()
 
     def error(self, code: Code, message: str, where: str | None = None) -> InvalidCheckpoint:
         return InvalidCheckpoint(
@@ -138,44 +100,34 @@ class _File:
             )
         )
 
-    def read(self, name: str) -> Tensor:
-        entry = self.entries.get(name)
-        if not isinstance(entry, dict):
-            raise self.error(Code.TENSOR_MISSING, f"tensor {name!r} is not in the file", where=name)
-        try:
-            dtype = TORCH_DTYPES[entry["dtype"]]
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise self.error(Code.TENSOR_HEADER, f"unsupported or malformed entry {entry!r}", where=name) from None
-        length = end - begin
-        count = 1
-        for d in shape:
-            count *= d
-        if begin < 0 or length != count * dtype.itemsize:
-            raise self.error(Code.TENSOR_HEADER, f"data_offsets [{begin}, {end}] do not fit {shape}", where=name)
+    def read(self, info: TensorInfo) -> Tensor:
+        name = info.name
+        dtype = TORCH_DTYPES.get(info.dtype)
+        if dtype is None:
+            raise self.error(Code.TENSOR_DTYPE, f"dtype {info.dtype} has no torch dtype", where=name)
+        start, length = info.offset, info.nbytes
         # Re-checked on every read: a file that shrank since planning must not be touched through
         # the map (that would be SIGBUS), it is an error naming the tensor.
         size = os.fstat(self.fd).st_size
-        if self.start + end > size:
+        if start + length > size:
             raise self.error(Code.TENSOR_TRUNCATED,
-                             f"tensor {name!r} ends at byte {self.start + end} but the file has {size}", where=name)
+                             f"tensor {name!r} ends at byte {start + length} but the file has {size}", where=name)
         if length == 0:
-            return torch.empty(shape, dtype=dtype)
+            return torch.empty(info.shape, dtype=dtype)
         with self.lock:
-            if self.map is None or len(self.map) < self.start + end:
+            if self.map is None or len(self.map) < start + length:
                 # Private and writable only so that torch accepts the buffer; nothing writes to it.
                 self.map = mmap.mmap(self.fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
             mapped = self.map
-        src = torch.frombuffer(mapped, dtype=torch.uint8, count=length, offset=self.start + begin)
+        src = torch.frombuffer(mapped, dtype=torch.uint8, count=length, offset=start)
         raw = src.clone()  # the tensor's own memory (a parallel memcpy from the page cache)
         del src
         # Drop the mapped pages from this process (they stay in the page cache): resident memory is
         # the result plus the tensors in flight, never the checkpoint as well.
-        lo = (self.start + begin) // mmap.PAGESIZE * mmap.PAGESIZE
-        hi = min(len(mapped), -(-(self.start + end) // mmap.PAGESIZE) * mmap.PAGESIZE)
+        lo = start // mmap.PAGESIZE * mmap.PAGESIZE
+        hi = min(len(mapped), -(-(start + length) // mmap.PAGESIZE) * mmap.PAGESIZE)
         mapped.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-        return raw.view(dtype).reshape(shape)
+        return raw.view(dtype).reshape(info.shape)
 
     def close(self) -> None:
         if self.map is not None:
@@ -186,20 +138,21 @@ class _File:
 class TensorReader:
     """Reads named tensors of a safetensors checkpoint; files are opened on first use.
 
-    ``files`` maps each tensor name to its file (relative to ``model_dir``), as the planner's
-    inventory lists it. Use as a context manager, or call :meth:`close`.
+    ``infos`` is the inventory's tensors (file, dtype, shape, byte range of each). Use as a
+    context manager, or call :meth:`close`.
     """
 
-    def __init__(self, model_dir: Path, files: dict[str, str]) -> None:
+    def __init__(self, model_dir: Path, infos: dict[str, TensorInfo]) -> None:
         self.model_dir = Path(model_dir)
-        self.files = files
+        self.infos = infos
+        self.files = {n: t.file for n, t in infos.items()}
         self._open: dict[str, _File] = {}
         self._lock = threading.Lock()
 
     def read(self, name: str) -> Tensor:
         """The tensor ``name`` as stored (dtype and shape of its header)."""
-        fname = self.files.get(name)
-        if fname is None:
+        info = self.infos.get(name)
+        if info is None:
             raise InvalidCheckpoint(
                 reason(
                     Code.TENSOR_MISSING,
@@ -208,6 +161,7 @@ class TensorReader:
                     where=name,
                 )
             )
+        fname = info.file
         with self._lock:  # builder threads may ask for the same file at once
             handle = self._open.get(fname)
             if handle is None:
@@ -219,7 +173,7 @@ class TensorReader:
                         reason(Code.FILE_NOT_FOUND, f"cannot read: {exc.strerror}", file=str(path), where=name)
                     ) from None
                 self._open[fname] = handle
-        return handle.read(name)  # pread: safe to run concurrently on one descriptor
+        return handle.read(info)  # the map is shared; reads of distinct ranges run concurrently
 
     def release(self, fname: str) -> None:
         """Close ``fname`` (no more tensors of it are needed)."""

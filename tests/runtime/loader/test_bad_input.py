@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from quantspec.checkpoint.inventory import read_inventory
 from quantspec.errors import Code, InvalidCheckpoint, PlanRejected, QuantspecError
 from quantspec.runtime.loader import load_quantized
 from quantspec.runtime.loader.reader import TensorReader
@@ -77,8 +78,7 @@ def test_truncated_file(path: Path) -> None:
 def test_truncated_after_planning(path: Path) -> None:
     """The reader re-checks every read: a file that shrank since planning names the tensor."""
     f = path / "model.safetensors"
-    names = {n: "model.safetensors" for n in load_file(str(f))}
-    with TensorReader(path, names) as reader:
+    with TensorReader(path, read_inventory(path).tensors) as reader:
         reader.read("model.norm.weight")
         os.truncate(f, 1000)
         with pytest.raises(InvalidCheckpoint) as exc:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from quantspec.checkpoint.inventory import read_inventory
 from quantspec.errors import Code, InvalidCheckpoint
 from quantspec.runtime.loader.reader import TensorReader
 
@@ -33,7 +34,7 @@ def _tensors() -> dict[str, torch.Tensor]:
 def test_every_dtype_round_trips(tmp_path: Path) -> None:
     save_file(_tensors(), str(tmp_path / "a.safetensors"))
     want = load_file(str(tmp_path / "a.safetensors"))
-    with TensorReader(tmp_path, dict.fromkeys(want, "a.safetensors")) as reader:
+    with TensorReader(tmp_path, read_inventory(tmp_path).tensors) as reader:
         for name, t in want.items():
             got = reader.read(name)
             assert got.dtype == t.dtype and got.shape == t.shape, name
@@ -44,10 +45,11 @@ def test_concurrent_reads_and_no_fd_leak(tmp_path: Path) -> None:
     tensors = {f"t{i}": torch.full((64, 64), float(i)) for i in range(32)}
     for j in range(2):
         save_file({k: v for k, v in tensors.items() if int(k[1:]) % 2 == j}, str(tmp_path / f"{j}.safetensors"))
-    files = {k: f"{int(k[1:]) % 2}.safetensors" for k in tensors}
+    infos = read_inventory(tmp_path).tensors
+    assert {k: t.file for k, t in infos.items()} == {k: f"{int(k[1:]) % 2}.safetensors" for k in tensors}
     before = len(os.listdir("/proc/self/fd"))
     out: dict[str, torch.Tensor] = {}
-    with TensorReader(tmp_path, files) as reader:
+    with TensorReader(tmp_path, infos) as reader:
         threads = [threading.Thread(target=lambda ks=ks: out.update({k: reader.read(k) for k in ks}))
                    for ks in (list(tensors)[:16], list(tensors)[16:])]
         for t in threads:
@@ -60,6 +62,6 @@ def test_concurrent_reads_and_no_fd_leak(tmp_path: Path) -> None:
 
 def test_unknown_tensor_is_named(tmp_path: Path) -> None:
     save_file({"a": torch.zeros(2)}, str(tmp_path / "a.safetensors"))
-    with TensorReader(tmp_path, {"a": "a.safetensors"}) as reader, pytest.raises(InvalidCheckpoint) as exc:
+    with TensorReader(tmp_path, read_inventory(tmp_path).tensors) as reader, pytest.raises(InvalidCheckpoint) as exc:
         reader.read("b")
     assert exc.value.code is Code.TENSOR_MISSING and exc.value.reasons[0].where == "b"

@@ -35,8 +35,15 @@ ST_DTYPES: dict[str, tuple[str, int]] = {
     "U64": ("uint64", 64), "F8_E4M3": ("float8_e4m3fn", 8), "F8_E5M2": ("float8_e5m2", 8),
     "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8),
     "F8_E8M0": ("float8_e8m0fnu", 8), "F4": ("float4_e2m1fn", 4), "F6_E2M3": ("float6_e2m3", 6),
-    "F6_E3M2": ("float6_e3m2", 6),
+    "F6_E3M2": ("float6_e3m2", 6), "C64": ("complex64", 64),
 }
+#: The canonical dtypes the runtime can build a tensor of (it maps exactly these to torch dtypes,
+#: ``quantspec.runtime.loader.reader.TORCH_DTYPES``; a test binds the two). A safetensors file may
+#: hold others (``F4``, ``F6_*``): the planner rejects a layer that reads one, before any weight.
+LOADABLE_DTYPES = frozenset({
+    "bool", "uint8", "int8", "int16", "uint16", "float16", "bfloat16", "int32", "uint32", "float32", "float64",
+    "int64", "uint64", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu",
+})
 #: Largest safetensors header accepted (the reference implementation's limit).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 _MAX_REASONS_PER_FILE = 20
@@ -57,6 +64,10 @@ class TensorInfo(NamedTuple):
     shape: tuple[int, ...]
     #: File relative to the model folder.
     file: str
+    #: Absolute byte offset of the tensor's data in ``file``, and its length: what the runtime's
+    #: streaming reader and ``validate --tensors`` read, without parsing the header again.
+    offset: int = 0
+    nbytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,6 +214,14 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
 
 def read_header_infos(path: Path, fname: str) -> dict[str, TensorInfo]:
     """Parse and validate one safetensors header into :class:`TensorInfo` (``file`` = ``fname``)."""
+    return read_safetensors(path, fname)[0]
+
+
+def read_safetensors(path: Path, fname: str | None = None) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and validate one safetensors header: its tensors (``file`` = ``fname``, default the
+    file name; each with its absolute byte range) and its ``__metadata__``. Raises
+    :class:`InvalidCheckpoint` with the problems found (at most a screenful per file)."""
+    fname = path.name if fname is None else fname
     file = str(path)
     try:
         st = path.stat()
@@ -226,16 +245,9 @@ def read_header_infos(path: Path, fname: str) -> dict[str, TensorInfo]:
     except (OSError, ValueError) as exc:
         raise _bad(Code.FILE_NOT_FOUND, f"cannot read: {getattr(exc, 'strerror', None) or exc}", file) from None
     header = _parse_header(raw, file)
-    return _validate(header, size - 8 - n, file, fname)
-
-
-def safetensors_offsets(path: Path) -> tuple[int, dict[str, tuple[int, int]]]:
-    """Where each tensor's bytes are: the data buffer's file offset and ``name -> (begin, end)``
-    within it, for a file :func:`read_header_infos` has validated."""
-    with path.open("rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        header = _parse_header(fh.read(n), str(path))
-    return 8 + n, {k: (v["data_offsets"][0], v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"}
+    infos = _validate(header, size - 8 - n, file, fname, 8 + n)
+    meta = header.get("__metadata__")
+    return infos, {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
 def _parse_header(raw: bytes, file: str) -> dict[str, Any]:
@@ -260,7 +272,7 @@ def _refuse(name: str) -> Any:
     raise ValueError(name)
 
 
-def _validate(header: dict[str, Any], data_len: int, file: str, fname: str) -> dict[str, TensorInfo]:
+def _validate(header: dict[str, Any], data_len: int, file: str, fname: str, start: int) -> dict[str, TensorInfo]:
     out: dict[str, TensorInfo] = {}
     in_order = True
     last_end = 0
@@ -292,16 +304,22 @@ def _validate(header: dict[str, Any], data_len: int, file: str, fname: str) -> d
                 continue
             code, shape, begin, end, spec = checked
             known[(code, shape)] = spec
-        if len(entry) != 3 or type(begin) is not int or type(end) is not int or not 0 <= begin <= end <= data_len:
+        if len(entry) != 3:
+            reasons.append(reason(Code.TENSOR_HEADER, "entry must have exactly dtype, shape and data_offsets",
+                                  file=file, where=name))
+        elif type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
+            reasons.append(reason(Code.TENSOR_HEADER, f"data_offsets {[begin, end]!r} is not [begin, end] with "
+                                  "0 <= begin <= end", file=file, where=name))
+        elif end > data_len:
             reasons.append(reason(Code.TENSOR_TRUNCATED,
-                                  f"data_offsets [{begin}, {end}] outside the {data_len}-byte data buffer "
-                                  "(or unexpected keys)", file=file, where=name))
+                                  f"data_offsets [{begin}, {end}] run past the end of the {data_len}-byte data "
+                                  "buffer", file=file, where=name, hint="the file is truncated; download it again"))
         elif end - begin != spec[1]:
-            reasons.append(reason(Code.TENSOR_HEADER,
+            reasons.append(reason(Code.TENSOR_SHAPE,
                                   f"{code} {list(shape)} needs {spec[1]} bytes but data_offsets span {end - begin}",
                                   file=file, where=name))
         else:
-            out[name] = new(TensorInfo, (name, spec[0], spec[2], fname))
+            out[name] = new(TensorInfo, (name, spec[0], spec[2], fname, start + begin, end - begin))
             if end > begin:
                 if begin < last_end:
                     in_order = False
@@ -337,7 +355,7 @@ def _check_entry(name: str, entry: Any, file: str, reasons: list[Reason]
         return None
     spec = ST_DTYPES.get(code) if isinstance(code, str) else None
     if spec is None:
-        reasons.append(reason(Code.TENSOR_HEADER, f"unknown dtype {code!r}", file=file, where=name,
+        reasons.append(reason(Code.TENSOR_DTYPE, f"unknown dtype {code!r}", file=file, where=name,
                               hint=f"safetensors dtypes: {', '.join(ST_DTYPES)}"))
         return None
     if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
@@ -348,7 +366,7 @@ def _check_entry(name: str, entry: Any, file: str, reasons: list[Reason]
         count *= d
     bits = count * spec[1]
     if bits % 8:
-        reasons.append(reason(Code.TENSOR_HEADER, f"{code} {shape} is not a whole number of bytes",
+        reasons.append(reason(Code.TENSOR_SHAPE, f"{code} {shape} is not a whole number of bytes",
                               file=file, where=name))
         return None
     shape_t = tuple(shape)
@@ -401,5 +419,5 @@ def gguf_inventory(model_dir: Path, names: Iterable[str]) -> Inventory:
             if name in tensors:
                 raise InvalidCheckpoint(reason(Code.TENSOR_HEADER, f"tensor {t.name!r} appears twice",
                                                file=str(path), where=t.name))
-            tensors[name] = TensorInfo(name, ggml_dtype(t.ggml_type), t.shape, fname)
+            tensors[name] = TensorInfo(name, ggml_dtype(t.ggml_type), t.shape, fname, t.offset, t.n_bytes)
     return Inventory("gguf", tensors, files, architecture=architecture)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from quantspec.checkpoint.inventory import find_index, read_inventory, read_safetensors_header
 from quantspec.errors import Code, InvalidCheckpoint
-from quantspec.plan.inventory import find_index, read_inventory, read_safetensors_header
 from tests.plan.builders import write_json, write_safetensors
 
 
@@ -27,9 +27,9 @@ def test_header_dtypes_and_shapes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("header", "data", "code", "text"), [
-    ({"w": {"dtype": "Q9", "shape": [1], "data_offsets": [0, 1]}}, 1, Code.TENSOR_HEADER, "unknown dtype 'Q9'"),
-    ({"w": {"dtype": "I8", "shape": [4], "data_offsets": [0, 8]}}, 8, Code.TENSOR_HEADER, "needs 4 bytes"),
-    ({"w": {"dtype": "I8", "shape": [4], "data_offsets": [0, 4]}}, 2, Code.TENSOR_TRUNCATED, "outside"),
+    ({"w": {"dtype": "Q9", "shape": [1], "data_offsets": [0, 1]}}, 1, Code.TENSOR_DTYPE, "unknown dtype 'Q9'"),
+    ({"w": {"dtype": "I8", "shape": [4], "data_offsets": [0, 8]}}, 8, Code.TENSOR_SHAPE, "needs 4 bytes"),
+    ({"w": {"dtype": "I8", "shape": [4], "data_offsets": [0, 4]}}, 2, Code.TENSOR_TRUNCATED, "run past the end"),
     ({"a": {"dtype": "I8", "shape": [4], "data_offsets": [0, 4]},
       "b": {"dtype": "I8", "shape": [4], "data_offsets": [2, 6]}}, 8, Code.TENSOR_HEADER, "overlaps"),
     ({"w": {"dtype": "I8", "shape": [-1], "data_offsets": [0, 0]}}, 0, Code.TENSOR_HEADER, "bad entry"),
@@ -141,3 +141,28 @@ def test_naming_data_is_validated_like_the_matrix() -> None:
     assert got == {("naming.schema", "/moe/fused_3d/down_proj"), ("naming.schema", "/row_parallel"),
                    ("naming.schema", "/row_paralel")}
     assert all(r.file == "naming.yaml" for r in err.value.reasons)
+
+
+def test_a_dtype_the_runtime_cannot_build_is_refused_at_plan_time(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    import quantspec
+
+    header = {"model.norm.weight": {"dtype": "F4", "shape": [64], "data_offsets": [0, 32]},
+              "lm_head.weight": {"dtype": "BF16", "shape": [4, 4], "data_offsets": [32, 64]}}
+    raw = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(64))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "torch_dtype": "bfloat16"}))
+    plan = quantspec.plan(tmp_path, target="a2")
+    [bad] = plan.rejected_layers()
+    assert bad.name == "model.norm" and [r.code.value for r in bad.reasons] == ["tensor.dtype_mismatch"]
+    assert bad.reasons[0].message == ("model.norm reads float4_e2m1fn tensors, which quantspec's runtime cannot "
+                                      "build (no torch dtype)")
+
+
+def test_the_loadable_dtypes_are_the_runtimes() -> None:
+    from quantspec.checkpoint.inventory import LOADABLE_DTYPES, ST_DTYPES
+    from quantspec.runtime.loader.reader import TORCH_DTYPES
+
+    assert set(TORCH_DTYPES) == LOADABLE_DTYPES <= {c for c, _ in ST_DTYPES.values()}
