@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from quantspec._io import write_text_atomic
+from quantspec.formats.specs import FORMATS
 from quantspec.schema_files import REPO_SCHEMAS
 
 #: schema file name -> "module:Model". Strings keep this import cheap and torch-free.
@@ -24,13 +25,8 @@ SCHEMAS: dict[str, str] = {
     "naming.schema.json": "quantspec.plan.naming_model:NamingFile",
     "checkpoint_description.schema.json": "quantspec.description:CheckpointDescription",
     "plan.schema.json": "quantspec.plan.model:Plan",
-    "modelslim_description.schema.json": "quantspec.formats.modelslim:ModelSlimDescription",
-    "gptq_config.schema.json": "quantspec.formats.gptq:GptqConfig",
-    "awq_config.schema.json": "quantspec.formats.awq:AwqConfig",
-    "auto_round_config.schema.json": "quantspec.formats.auto_round:AutoRoundConfig",
-    "compressed_tensors_config.schema.json": "quantspec.formats.compressed_tensors:CompressedTensorsConfig",
-    "gguf_header.schema.json": "quantspec.formats.gguf:GgufHeader",
-    "mxfp8_request.schema.json": "quantspec.formats.mxfp8_online:Mxfp8Request",
+    # one per format with a raw model (quantspec/formats/specs.py)
+    **{s.raw_schema: s.raw_model for s in FORMATS.values() if s.raw_schema and s.raw_model},
 }
 
 SCHEMA_DIR = REPO_SCHEMAS

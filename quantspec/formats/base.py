@@ -14,21 +14,10 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from quantspec.description import WeightQuant
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
+from quantspec.formats.specs import SUPPORTED_FORMATS
 from quantspec.vocab import ElementType, Granularity, SchemeId
 
 M = TypeVar("M", bound=BaseModel)
-
-#: Formats quantspec reads, as named in messages about unsupported formats.
-SUPPORTED_FORMATS: tuple[str, ...] = (
-    "modelslim (quant_model_description.json)",
-    "awq",
-    "gptq",
-    "auto-round",
-    "compressed-tensors",
-    "gguf",
-    "mxfp8 (online, --quantization mxfp8)",
-)
-
 
 class RawModel(BaseModel):
     """Base of raw models that keep unknown keys (producers add keys over time)."""

@@ -14,30 +14,9 @@ from typing import Any
 from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, InvalidCheckpoint, reason
 from quantspec.formats import modelslim, unsupported
-from quantspec.formats.base import SUPPORTED_FORMATS, pointer
+from quantspec.formats.base import pointer
+from quantspec.formats.specs import METHODS, READERS, SUPPORTED_FORMATS
 from quantspec.vocab import FormatFamily
-
-#: ``quant_method`` values (lower-cased) -> format family.
-METHODS: dict[str, FormatFamily] = {
-    "awq": FormatFamily.AWQ,
-    "gptq": FormatFamily.GPTQ,
-    "auto-round": FormatFamily.AUTO_ROUND,
-    "auto_round": FormatFamily.AUTO_ROUND,
-    "intel/auto-round": FormatFamily.AUTO_ROUND,
-    "compressed-tensors": FormatFamily.COMPRESSED_TENSORS,
-    "compressed_tensors": FormatFamily.COMPRESSED_TENSORS,
-    # very early compressed-tensors files and test fixtures
-    "sparseml": FormatFamily.COMPRESSED_TENSORS,
-}
-
-#: Format family -> module with ``read(data, *, file, source, prefix)``.
-READERS: dict[FormatFamily, str] = {
-    FormatFamily.MODELSLIM: "quantspec.formats.modelslim",
-    FormatFamily.AWQ: "quantspec.formats.awq",
-    FormatFamily.GPTQ: "quantspec.formats.gptq",
-    FormatFamily.AUTO_ROUND: "quantspec.formats.auto_round",
-    FormatFamily.COMPRESSED_TENSORS: "quantspec.formats.compressed_tensors",
-}
 
 
 def _method_without_key(data: Mapping[str, Any], default_method: str | None) -> str | None:

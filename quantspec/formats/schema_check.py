@@ -17,17 +17,12 @@ from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, QuantspecError, Reason, reason
 from quantspec.formats.base import pointer
 from quantspec.formats.detect import SourceKind, detect_with_files, source_data
+from quantspec.formats.specs import FORMATS
 from quantspec.schema_files import schema_text
 from quantspec.vocab import FormatFamily
 
-#: Format family -> schema file of its raw model.
-RAW_SCHEMAS: dict[FormatFamily, str] = {
-    FormatFamily.MODELSLIM: "modelslim_description.schema.json",
-    FormatFamily.GPTQ: "gptq_config.schema.json",
-    FormatFamily.AWQ: "awq_config.schema.json",
-    FormatFamily.AUTO_ROUND: "auto_round_config.schema.json",
-    FormatFamily.COMPRESSED_TENSORS: "compressed_tensors_config.schema.json",
-}
+#: Format family -> schema file of its raw model (description formats read from JSON files).
+RAW_SCHEMAS: dict[FormatFamily, str] = {f: s.raw_schema for f, s in FORMATS.items() if s.raw_schema and s.reader}
 DESCRIPTION_SCHEMA = "checkpoint_description.schema.json"
 _MAX_REPORTED = 20
 

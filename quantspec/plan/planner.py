@@ -22,7 +22,7 @@ from quantspec.plan.moe import plan_moe
 from quantspec.plan.refine import refine
 from quantspec.plan.router import plan_router
 from quantspec.plan.verdict import Setting, Verdict, agreement_key, label_of
-from quantspec.schemes import FLOAT_SPECS, lookup_spec
+from quantspec.schemes import FLOAT_SPECS, lookup_spec, why_no_spec
 from quantspec.vocab import Domain, FormatFamily, LayerKind, Layout, MatrixLayer, ParallelMode, Status
 
 #: Layouts whose codes are packed along N (column splits must keep whole words) or along K.
@@ -180,7 +180,7 @@ class Planner:
         if v.spec is None and status is not Status.UNSUPPORTED:
             v.reasons.append(reason(
                 Code.PLAN_NO_SCHEME, f"{cell} has no tensor contract for the {layout.value} layout",
-                where=v.name,
+                where=v.name, hint=why_no_spec(fam, scheme, mlayer, layout),
             ))
 
     def finish(self, v: Verdict, *, row_parallel: bool) -> None:

@@ -6,7 +6,15 @@ under the same ``(family, scheme, layer)`` key.
 """
 
 from quantspec.schemes.model import DTYPE_BITS, FLOAT_DTYPES, DtypeRule, LoadedTensor, SchemeSpec, TensorRole
-from quantspec.schemes.registry import FLOAT_SPECS, ROUTER_SPEC, SPECS, executable_name, layouts_for, lookup_spec
+from quantspec.schemes.registry import (
+    FLOAT_SPECS,
+    ROUTER_SPEC,
+    SPECS,
+    executable_name,
+    layouts_for,
+    lookup_spec,
+    why_no_spec,
+)
 
 __all__ = [
     "DTYPE_BITS",
@@ -21,4 +29,5 @@ __all__ = [
     "executable_name",
     "layouts_for",
     "lookup_spec",
+    "why_no_spec",
 ]

@@ -362,6 +362,17 @@ def lookup_spec(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer, layo
     return by_layout.get(layout)
 
 
+def why_no_spec(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer, layout: Layout) -> str:
+    """Why :func:`lookup_spec` found nothing, naming every candidate it looked at."""
+    by_layout = SPECS.get((family, scheme, layer))
+    if by_layout:
+        return (f"{family.value} {scheme.value} {layer.value} has contracts for "
+                f"{', '.join(lay.value for lay in by_layout)}; the checkpoint's {layout.value} layout is none of them")
+    near = sorted(f"{f.value}/{s.value}/{lay.value}" for (f, s, lay) in SPECS if s is scheme and lay is layer)
+    return (f"no contract for {family.value} {scheme.value} {layer.value}"
+            + (f"; the scheme has contracts for {', '.join(near)}" if near else "; no family has one for this scheme"))
+
+
 def layouts_for(family: FormatFamily, scheme: SchemeId, layer: MatrixLayer) -> tuple[Layout, ...]:
     """Layouts that have a contract for a key."""
     return tuple(SPECS.get((family, scheme, layer), {}))

@@ -192,3 +192,16 @@ def test_misnamed_description_is_read_and_flagged(make_model: MakeDir) -> None:
 def test_canonical_description_wins_over_a_misnamed_one(make_model: MakeDir) -> None:
     root = make_model({"quant_model_description.json": MS, "quant_model_description_w8a8.json": MS})
     assert not [f for f in read_description(root).findings if f.code is Code.FORMAT_MISNAMED]
+
+
+def test_every_format_family_has_one_spec() -> None:
+    from quantspec.formats.dispatch import READERS as used_readers
+    from quantspec.formats.schema_check import RAW_SCHEMAS
+    from quantspec.formats.specs import FORMATS, METHODS
+    from quantspec.vocab import FormatFamily
+    from tools.schemas_export import SCHEMAS
+
+    assert set(FORMATS) == set(FormatFamily)
+    assert METHODS["compressed-tensors"] is FormatFamily.COMPRESSED_TENSORS and used_readers[FormatFamily.GPTQ]
+    assert set(RAW_SCHEMAS.values()) <= set(SCHEMAS)
+    assert all(s.raw_schema in SCHEMAS for s in FORMATS.values() if s.raw_schema)
