@@ -63,3 +63,14 @@ def test_no_import_cycles() -> None:
         if m not in state:
             visit(m)
     assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_runtime_imports_only_what_the_planner_exports() -> None:
+    import importlib
+
+    exported = set(importlib.import_module("quantspec.plan").__all__)  # quantspec.plan is also a function
+    for path in (ROOT / "runtime").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("quantspec.plan"):
+                assert node.module == "quantspec.plan", f"{path.name} imports {node.module}"
+                assert {a.name for a in node.names} <= exported, path.name

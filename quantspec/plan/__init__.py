@@ -2,9 +2,12 @@
 
 ``plan(model_dir, target="a3")`` reads tensor headers (never data), the quantization
 description and config.json, and returns a :class:`Plan`. Pure layer: never imports torch.
+The runtime imports only what this package exports (a test checks).
 """
 
 from quantspec.plan.api import plan, policy_for
+from quantspec.plan.contract import pack_factor, quant_env
+from quantspec.plan.discover import naming
 from quantspec.plan.model import (
     Fallback,
     LayerStatus,
@@ -25,6 +28,9 @@ __all__ = [
     "PlanSummary",
     "PlannedLayer",
     "SchemeCount",
+    "naming",
+    "pack_factor",
     "plan",
     "policy_for",
+    "quant_env",
 ]

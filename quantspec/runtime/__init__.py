@@ -10,3 +10,9 @@ This is the only package of quantspec that imports torch. Entry points:
 
 See docs/runtime.md.
 """
+
+from __future__ import annotations
+
+# Importing the scheme and expert-group packages registers every executable class
+# (quantspec.runtime.executables); they are what any use of the runtime needs anyway.
+from quantspec.runtime import moe, schemes  # noqa: F401

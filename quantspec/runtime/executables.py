@@ -2,7 +2,8 @@
 
 The plan names the executable of every accepted layer; the loader asks this registry for exactly
 that class and derives nothing else. Linear schemes (``register_linear``) and expert groups
-(``register_moe``) are recorded here when their modules are imported; a class whose name is not
+(``register_moe``) are recorded here when their modules are imported, which ``quantspec.runtime``
+does on import (so the registry is complete whenever any runtime module is imported); a class whose name is not
 an :class:`Executable` member is refused at import, so the plan's vocabulary and the runtime
 cannot drift apart (``tests/test_matrix_binding.py`` checks the other direction).
 """
@@ -30,7 +31,6 @@ def record(cls: type) -> Executable:
 
 def executable_class(key: Executable) -> type:
     """The class the plan's ``executable`` names (``FLOAT_TENSORS`` has none: tensors only)."""
-    _ensure_loaded()
     cls = _CLASSES.get(key)
     if cls is None:
         registered = ", ".join(sorted(k.value for k in _CLASSES))
@@ -42,13 +42,4 @@ def executable_class(key: Executable) -> type:
 
 def registered_executables() -> dict[Executable, type]:
     """Every executable the runtime has, and its class."""
-    _ensure_loaded()
     return dict(_CLASSES)
-
-
-def _ensure_loaded() -> None:
-    from quantspec.runtime.moe import registered_moe
-    from quantspec.runtime.schemes import registered_linear
-
-    registered_linear()
-    registered_moe()

@@ -9,7 +9,7 @@ import torch
 
 from quantspec.checkpoint.inventory import read_inventory
 from quantspec.errors import Code, InvalidInput, PlanRejected, Reason, reason
-from quantspec.plan.model import Plan, PlanComponent
+from quantspec.plan import Plan, PlanComponent
 from quantspec.runtime.loader.build import Builder, Built, accepted_layers
 from quantspec.runtime.loader.model import QuantizedModel
 from quantspec.runtime.loader.progress import progress_bar

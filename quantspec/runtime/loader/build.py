@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidCheckpoint, QuantspecError, reason
-from quantspec.plan.contract import pack_factor
-from quantspec.plan.model import LayerStatus, Plan, PlannedLayer
+from quantspec.plan import LayerStatus, Plan, PlannedLayer, pack_factor
 from quantspec.runtime.executables import executable_class
 from quantspec.runtime.loader.reader import Reader
 from quantspec.runtime.loader.tp import Parallel, TensorParallel, local_dims, parallel_of, shard_tensors

@@ -25,7 +25,7 @@ from torch import Tensor
 from quantspec._io import check_inside
 from quantspec.checkpoint.inventory import Inventory
 from quantspec.errors import Code, InvalidCheckpoint, reason
-from quantspec.plan.model import Plan, PlanComponent
+from quantspec.plan import Plan, PlanComponent
 from quantspec.runtime.gguf_dequant import dequantize, ggml_type
 from quantspec.runtime.loader.build import Builder, Built, accepted_layers
 from quantspec.runtime.loader.tp import TensorParallel

@@ -27,8 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from quantspec.errors import Code, InvalidInput, reason
-from quantspec.plan.discover import naming
-from quantspec.plan.model import Plan
+from quantspec.plan import Plan, naming
 from quantspec.runtime.loader.tp import Parallel, TensorParallel
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import LinearScheme

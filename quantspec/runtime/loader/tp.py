@@ -28,8 +28,7 @@ from torch import Tensor
 
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, InvalidCheckpoint, reason
-from quantspec.plan.contract import quant_env
-from quantspec.plan.model import PlannedLayer
+from quantspec.plan import PlannedLayer, quant_env
 from quantspec.schemes import SchemeSpec, TensorRole
 from quantspec.schemes.expr import compile_dim
 from quantspec.vocab import ParallelMode

@@ -28,3 +28,6 @@ __all__ = [
     "register_moe",
     "registered_moe",
 ]
+
+# The group modules register themselves (@register_moe) when imported: here, once.
+from quantspec.runtime.moe import groups, groups_int4, groups_mx, groups_mxfp4  # noqa: F401

@@ -138,7 +138,6 @@ def register_moe(
 
 def moe_group_for(family: FormatFamily, scheme: SchemeId | None) -> type[ExpertGroup]:
     """The expert-group class of matrix key ``(family, scheme, moe)``; float when ``scheme`` is None."""
-    _ensure_loaded()
     key = (FormatFamily.UNQUANTIZED, None) if scheme is None else (family, scheme)
     try:
         return _GROUPS[key]
@@ -152,13 +151,7 @@ def moe_group_for(family: FormatFamily, scheme: SchemeId | None) -> type[ExpertG
 
 def registered_moe() -> dict[tuple[FormatFamily, SchemeId | None], type[ExpertGroup]]:
     """Every registered MoE key and its class."""
-    _ensure_loaded()
     return dict(_GROUPS)
-
-
-def _ensure_loaded() -> None:
-    # Importing the group modules runs their @register_moe decorators.
-    from quantspec.runtime.moe import groups, groups_int4, groups_mx, groups_mxfp4  # noqa: F401
 
 
 class QuantizedExperts(nn.Module):

@@ -15,6 +15,9 @@ Usage::
 
 from __future__ import annotations
 
+# The scheme modules register themselves (@register_linear) when imported: here, once, so that
+# the registry is complete whenever the package is (and never imports its own users).
+from quantspec.runtime.schemes import fp8, gguf, modelslim, mxfp4, mxfp8, weight_only  # noqa: F401
 from quantspec.runtime.schemes.base import LinearScheme, TensorSet
 from quantspec.runtime.schemes.registry import linear_scheme_for, register_linear, registered_linear
 

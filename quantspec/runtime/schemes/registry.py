@@ -29,7 +29,6 @@ def register_linear(family: FormatFamily, scheme: SchemeId) -> Callable[[type[Li
 
 def linear_scheme_for(family: FormatFamily, scheme: SchemeId) -> type[LinearScheme]:
     """The scheme class of matrix key ``(family, scheme, linear)``."""
-    _ensure_loaded()
     try:
         return _LINEAR[(family, scheme)]
     except KeyError:
@@ -44,10 +43,4 @@ def linear_scheme_for(family: FormatFamily, scheme: SchemeId) -> type[LinearSche
 
 def registered_linear() -> dict[tuple[FormatFamily, SchemeId], type[LinearScheme]]:
     """Every registered linear key and its class."""
-    _ensure_loaded()
     return dict(_LINEAR)
-
-
-def _ensure_loaded() -> None:
-    # Importing the scheme modules runs their @register_linear decorators.
-    from quantspec.runtime.schemes import fp8, gguf, modelslim, mxfp4, mxfp8, weight_only  # noqa: F401
