@@ -190,3 +190,32 @@ def test_pipeline_components_are_planned(tmp_path: Path) -> None:
     layer = plan.layer("transformer/blocks.0.attn1.to_q")
     assert layer.component == "transformer" and layer.module == "blocks.0.attn1.to_q"
     assert layer.executable == "ModelSlimW8A8Dynamic"
+
+
+#: Fixtures whose plan rejects layers by design (nothing to load).
+REJECTING = {"expert_mismatch_a3", "mxfp8_a3", "quantized_embedding_a3", "shard_mismatch_a3"}
+
+
+@pytest.mark.parametrize("name", sorted(set(FIXTURES) - REJECTING))
+def test_golden_fixture_loads_as_planned(name: str, tmp_path: Path) -> None:
+    """Every accepted layer of every golden plan loads as the executable the plan names (the fixtures
+    hold zeros for planning; they are given plausible data first)."""
+    import torch
+
+    from testkit.fill import fill_plausible
+    from testkit.follow import mismatches
+
+    builder, kw = FIXTURES[name]
+    root = builder(tmp_path / name)
+    plan = quantspec.plan(root, **kw)
+    assert plan.accepted
+    fill_plausible(root)
+    # a float32 model dtype (Wan's components, inferred from float32 tensors) runs in bf16 on the NPU
+    dtype = torch.bfloat16 if plan.model_dtype in (None, "float32") else None
+    qm = quantspec.load_plan(plan, device="cpu", dtype=dtype, progress=False)
+    assert mismatches(qm) == []
+
+
+@pytest.mark.parametrize("name", sorted(REJECTING))
+def test_rejecting_fixtures_reject(name: str, tmp_path: Path) -> None:
+    assert not plan_fixture(name, tmp_path).accepted
