@@ -108,6 +108,8 @@ class PlannedLayer(_Frozen):
     experts: tuple[int, ...] = ()
     #: Names of the checkpoint tensors the layer reads (dtypes and shapes are in the headers).
     tensors: tuple[str, ...] = ()
+    #: The weight files (relative to the component's folder) that hold those tensors.
+    files: tuple[str, ...] = ()
     warnings: tuple[Reason, ...] = ()
     #: Every reason for a rejection (empty when accepted).
     reasons: tuple[Reason, ...] = ()

@@ -299,8 +299,8 @@ class Planner:
     def build(self, v: Verdict, *, shards: tuple[str, ...], experts: tuple[int, ...] = (),
               kv: KVCacheQuant | None = None) -> PlannedLayer:
         """Freeze a verdict into a :class:`PlannedLayer` (constructed without re-validation)."""
+        infos = self.inv.tensors
         if self.inv.kind == "safetensors":
-            infos = self.inv.tensors
             odd = sorted({infos[t].dtype for t in v.tensors if t in infos} - LOADABLE_DTYPES)
             if odd:
                 v.reasons.append(reason(
@@ -337,6 +337,7 @@ class Planner:
             shards=shards,
             experts=experts,
             tensors=tuple(v.tensors),
+            files=tuple(sorted({infos[t].file for t in v.tensors if t in infos})),
             warnings=tuple(v.warnings),
             reasons=tuple(v.reasons),
         )

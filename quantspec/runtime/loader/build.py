@@ -181,7 +181,7 @@ class Builder:
                 units.append([layer])
 
         def key(unit: list[PlannedLayer]) -> tuple[int, str]:
-            idx = [order[self.reader.files[t]] for layer in unit for t in layer.tensors if t in self.reader.files]
+            idx = [order[f] for layer in unit for f in layer.files if f in order]  # the plan says where
             return (min(idx) if idx else -1, unit[0].module)
 
         return sorted(((key(u), u) for u in units), key=lambda p: p[0])
