@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from quantspec.cli.main import main as cli
 from quantspec.errors import InvalidCheckpoint
 from quantspec.tensor_values import ValueKind, check_values, kind_of
 
+#: Hang guard (seconds): these take well under a second; the bound is over 10x that.
+HANG_GUARD_S = 10.0
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-llama-w8a8-dynamic"
 SCALE = "model.layers.0.mlp.down_proj.weight_scale"
 OFFSET = "model.layers.0.mlp.down_proj.weight_offset"
@@ -55,8 +58,10 @@ CASES: list[Case] = [
 def test_damaged_values_are_refused_at_load(tmp_path: Path, case: Case) -> None:
     _, name, edit, message = case
     root = _damaged(tmp_path, name, edit)
+    start = time.perf_counter()
     with pytest.raises(InvalidCheckpoint) as err:
         quantspec.load_quantized(root, device="cpu", progress=False)
+    assert time.perf_counter() - start < HANG_GUARD_S
     [r] = err.value.reasons
     assert r.code.value == "tensor.bad_value" and r.where == name
     assert r.message.startswith(f"tensor '{name}' {message}"), r.message
@@ -69,7 +74,9 @@ def test_validate_tensors_reports_every_bad_tensor(tmp_path: Path, capsys: pytes
     root = _damaged(tmp_path, name, edit)
     assert cli(["validate", str(root)]) == 0  # the description alone is fine
     capsys.readouterr()
+    start = time.perf_counter()
     assert cli(["validate", str(root), "--tensors", "--json"]) == 1
+    assert time.perf_counter() - start < HANG_GUARD_S
     doc = json.loads(capsys.readouterr().out)
     [result] = doc["results"]
     bad = [r for r in result["reasons"] if r["code"] == "tensor.bad_value"]
