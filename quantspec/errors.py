@@ -90,6 +90,8 @@ class Code(StrEnum):
     PLAN_PRODUCER_DEFECT = "plan.producer_defect"
     PLAN_CONSTRAINT = "plan.kernel_constraint"
     PLAN_TP = "plan.tensor_parallel"
+    #: An expert-parallel placement rule of an engine (``plan/parallel.yaml``).
+    PLAN_EXPERT_PARALLEL = "plan.expert_parallel"
     PLAN_REQUIREMENT = "plan.requirement"
     #: No longer emitted (each kind of warning has its own code below); kept so the code stays stable.
     PLAN_WARNING = "plan.warning"

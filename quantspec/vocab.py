@@ -121,6 +121,8 @@ class ParallelMode(StrEnum):
     REPLICATED = "replicated"
     #: Split along the vocabulary (embeddings, lm_head; engines pad it to a multiple of tp).
     VOCAB = "vocab"
+    #: Routed experts placed whole on expert-parallel ranks (``--ep``).
+    EXPERT = "expert"
 
 
 class Domain(StrEnum):

@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("model_dir", metavar="DIR", help="model folder (or Diffusers pipeline folder)")
     p.add_argument("--target", required=True, type=NpuGen, choices=list(NpuGen), help="NPU generation")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel size (default 1)")
+    p.add_argument("--ep", type=int, default=1,
+                   help="expert-parallel size: routed experts placed whole over this many ranks (default 1)")
     p.add_argument("--allow-untested", action="store_true",
                    help="accept untested and in-progress matrix cells (recorded in the plan)")
     p.add_argument("--quantization", help="online quantization of a float checkpoint (mxfp8), or the format name")
@@ -47,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
             layer_re = re.compile(args.layer)
         except re.error as exc:
             raise InvalidInput(reason(Code.USAGE, f"--layer: invalid regular expression: {exc}")) from None
-    result = plan(args.model_dir, target=args.target, tp=args.tp, allow_untested=args.allow_untested,
+    result = plan(args.model_dir, target=args.target, tp=args.tp, ep=args.ep, allow_untested=args.allow_untested,
                   quantization=args.quantization, producer_fixes=args.producer_fix)
     if layer_re is not None:
         shown = tuple(layer for layer in result.layers if layer_re.search(layer.name))

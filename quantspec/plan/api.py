@@ -86,7 +86,7 @@ def _model_dtype(config: dict[str, Any], inv: Inventory, findings: list[Reason],
     return None
 
 
-def _plan_one(model_dir: Path, *, target: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix,
+def _plan_one(model_dir: Path, *, target: NpuGen, tp: int, ep: int, policy: PlanPolicy, matrix: SupportMatrix,
               quantization: str | None, component: str | None, domain: Domain | None
               ) -> tuple[PlanComponent, list[PlannedLayer], list[Reason], Domain]:
     from quantspec.formats import read_description  # formats imports its parsers lazily too
@@ -98,7 +98,7 @@ def _plan_one(model_dir: Path, *, target: NpuGen, tp: int, policy: PlanPolicy, m
     dom = domain or (Domain.DIFFUSION if "_class_name" in config or "_diffusers_version" in config else Domain.LLM)
     model_type = _model_type(config, inv)
     model_dtype = _model_dtype(config, inv, findings, str(model_dir / "config.json"))
-    setting = Setting(desc=desc, matrix=matrix, target=target, tp=tp, policy=policy, domain=dom,
+    setting = Setting(desc=desc, matrix=matrix, target=target, tp=tp, ep=ep, policy=policy, domain=dom,
                       model_type=model_type, model_dtype=model_dtype, config=config, component=component)
     layers = Planner(setting, inv).plan()
     layers, defects = check_defects(DefectContext(desc=desc, config=config, layers=layers), policy.producer_fixes)
@@ -113,6 +113,7 @@ def plan(
     *,
     target: NpuGen | str,
     tp: int = 1,
+    ep: int = 1,
     allow_untested: bool = False,
     quantization: str | None = None,
     matrix: SupportMatrix | None = None,
@@ -133,14 +134,15 @@ def plan(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _plan(model_dir, target=target, tp=tp, allow_untested=allow_untested, quantization=quantization,
+        return _plan(model_dir, target=target, tp=tp, ep=ep, allow_untested=allow_untested, quantization=quantization,
                      matrix=matrix, producer_fixes=_producer_fixes(producer_fixes))
     finally:
         if enabled:
             gc.enable()
 
 
-def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, allow_untested: bool, quantization: str | None,
+def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, ep: int, allow_untested: bool,
+          quantization: str | None,
           matrix: SupportMatrix | None, producer_fixes: tuple[DefectId, ...]) -> Plan:
     from quantspec import __version__
 
@@ -156,7 +158,10 @@ def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, allow_unteste
         raise InvalidInput(reason(Code.USAGE, f"--tp must be >= 1, got {tp}"))
     policy = policy_for(allow_untested, producer_fixes)
     matrix = matrix or load_matrix()
-    kw: dict[str, Any] = {"target": gen, "tp": tp, "policy": policy, "matrix": matrix, "quantization": quantization}
+    if ep < 1:
+        raise InvalidInput(reason(Code.USAGE, f"--ep must be >= 1, got {ep}"))
+    kw: dict[str, Any] = {"target": gen, "tp": tp, "ep": ep, "policy": policy, "matrix": matrix,
+                          "quantization": quantization}
     if (root / "model_index.json").is_file():
         from quantspec.formats import pipeline_components
 
@@ -174,23 +179,23 @@ def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, allow_unteste
         main = quantized[0] if quantized else (comps[0] if comps else None)
         fmt = main.format if main else FormatFamily.UNQUANTIZED
         source = f"{main.name}/{main.source}" if main else "<none>"
-        return _assemble(gen=gen, tp=tp, policy=policy, matrix=matrix, fmt=fmt, source=source,
+        return _assemble(gen=gen, tp=tp, ep=ep, policy=policy, matrix=matrix, fmt=fmt, source=source,
                          domain=Domain.DIFFUSION, main=main, comps=comps, layers=layers, findings=findings,
                          version=__version__)
     comp, layers, findings, dom = _plan_one(root, component=None, domain=None, **kw)
-    return _assemble(gen=gen, tp=tp, policy=policy, matrix=matrix, fmt=comp.format, source=comp.source,
+    return _assemble(gen=gen, tp=tp, ep=ep, policy=policy, matrix=matrix, fmt=comp.format, source=comp.source,
                      domain=dom, main=comp, comps=[comp], layers=layers, findings=findings, version=__version__)
 
 
-def _assemble(*, gen: NpuGen, tp: int, policy: PlanPolicy, matrix: SupportMatrix, fmt: FormatFamily, source: str,
-              domain: Domain, main: PlanComponent | None, comps: list[PlanComponent], layers: list[PlannedLayer],
-              findings: list[Reason], version: str) -> Plan:
+def _assemble(*, gen: NpuGen, tp: int, ep: int, policy: PlanPolicy, matrix: SupportMatrix, fmt: FormatFamily,
+              source: str, domain: Domain, main: PlanComponent | None, comps: list[PlanComponent],
+              layers: list[PlannedLayer], findings: list[Reason], version: str) -> Plan:
     frozen = tuple(layers)
     blocking = tuple(r for r in findings if r.code in BLOCKING)
     findings = [r for r in findings if r.code not in BLOCKING]
     return Plan.model_construct(
         plan_version=PLAN_VERSION, quantspec_version=version, matrix_version=matrix.matrix_version, target=gen, tp=tp,
-        format=fmt, source=source, domain=domain, model_type=main.model_type if main else None,
+        ep=ep, format=fmt, source=source, domain=domain, model_type=main.model_type if main else None,
         model_dtype=main.model_dtype if main else None, policy=policy, components=tuple(comps), layers=frozen,
         findings=tuple(findings), rejections=blocking, summary=summarize(frozen),
     )

@@ -106,6 +106,8 @@ class PlannedLayer(_Frozen):
     shards: tuple[str, ...] = ()
     #: Expert ids of a MoE weight group.
     experts: tuple[int, ...] = ()
+    #: Routed experts on each expert-parallel rank (``--ep``; vLLM's linear expert map), else empty.
+    experts_per_rank: tuple[int, ...] = ()
     #: Names of the checkpoint tensors the layer reads (dtypes and shapes are in the headers).
     tensors: tuple[str, ...] = ()
     #: The weight files (relative to the component's folder) that hold those tensors.
@@ -154,6 +156,8 @@ class Plan(_Frozen):
     matrix_version: str
     target: NpuGen
     tp: int = Field(ge=1)
+    #: Expert-parallel size the routed experts are placed over (``--ep``).
+    ep: int = Field(1, ge=1)
     format: FormatFamily
     #: Description source file (relative to the model folder).
     source: str

@@ -19,6 +19,7 @@ from quantspec.errors import Code, reason
 from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
+from quantspec.plan.parallel import check_ep, placement
 from quantspec.plan.refine import clip_problems, refine
 from quantspec.plan.verdict import Verdict, agreement_key, label_of
 from quantspec.vocab import LayerKind, MatrixLayer
@@ -153,6 +154,12 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
     p.scheme_for(v, MatrixLayer.MOE)
     if v.spec is not None:
         _contract(p, v, u, ids, group)
+    if p.s.ep > 1 and ids:
+        rejections, warnings = check_ep(u.name, len(ids), p.s.ep, p.s.tp)
+        v.reasons += rejections
+        if group == "w13":  # one finding per MoE layer
+            v.warnings += warnings
+        v.experts_per_rank = placement(len(ids), p.s.ep) if not rejections else ()
     p.finish(v, row_parallel=group == "w2")
     return p.build(v, shards=u.projs, experts=tuple(ids))
 

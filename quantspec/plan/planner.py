@@ -211,6 +211,8 @@ class Planner:
 
     def parallel_mode(self, v: Verdict) -> ParallelMode:
         """How tensor parallelism splits a layer, as the engines build it."""
+        if self.s.ep > 1 and v.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
+            return ParallelMode.EXPERT
         if v.kind is LayerKind.MOE_W13:
             return ParallelMode.COLUMN
         if v.kind is LayerKind.MOE_W2:
@@ -226,6 +228,8 @@ class Planner:
     def tp_split(self, v: Verdict, row_parallel: bool) -> tuple[int, int]:
         """Per-rank (N, K) and TP divisibility / group-alignment reasons."""
         tp, n, k = self.s.tp, v.n or 0, v.k or 0
+        if self.s.ep > 1 and v.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2):
+            return n, k  # expert parallelism: each rank holds its experts whole
         if tp == 1 or v.kind in (LayerKind.ROUTER, LayerKind.ATTENTION) or (
             v.kind is LayerKind.LINEAR and self.nm.is_replicated(v.name)
         ):
@@ -336,6 +340,7 @@ class Planner:
             k_local=v.k_local if v.k_local is not None or v.k is None else v.k,
             shards=shards,
             experts=experts,
+            experts_per_rank=v.experts_per_rank,
             tensors=tuple(v.tensors),
             files=tuple(sorted({infos[t].file for t in v.tensors if t in infos})),
             warnings=tuple(v.warnings),

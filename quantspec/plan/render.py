@@ -60,10 +60,11 @@ def _note(layer: PlannedLayer) -> str:
 def _header(plan: Plan, model: str) -> list[str]:
     policy = "supported + untested + in progress (--allow-untested)" if plan.policy.allow_untested else "supported only"
     comps = f", components: {', '.join(c.name for c in plan.components)}" if len(plan.components) > 1 else ""
+    ep = f", ep {plan.ep}" if plan.ep > 1 else ""
     return [
         f"plan for {model}: {plan.format.value} ({plan.source}), {plan.domain.value}, model dtype "
         f"{plan.model_dtype or 'unknown'}{comps}",
-        f"target {plan.target.value}, tp {plan.tp}, support matrix {plan.matrix_version}, policy: {policy}",
+        f"target {plan.target.value}, tp {plan.tp}{ep}, support matrix {plan.matrix_version}, policy: {policy}",
     ]
 
 

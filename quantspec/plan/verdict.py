@@ -26,6 +26,8 @@ class Setting:
     matrix: SupportMatrix
     target: NpuGen
     tp: int = 1
+    #: Expert-parallel ranks the routed experts are placed on (1: no expert parallelism).
+    ep: int = 1
     policy: PlanPolicy = field(default_factory=PlanPolicy)
     domain: Domain = Domain.LLM
     model_type: str | None = None
@@ -74,3 +76,5 @@ class Verdict:
     #: One tensor-parallel rank's N and K (set by ``finish``).
     n_local: int | None = None
     k_local: int | None = None
+    #: Routed experts on each expert-parallel rank (MoE layers with ``--ep``).
+    experts_per_rank: tuple[int, ...] = ()

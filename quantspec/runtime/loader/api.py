@@ -118,6 +118,10 @@ def load_plan(
     if not 0 <= tp_rank < plan.tp:
         raise InvalidInput(reason(Code.USAGE, f"tp_rank {tp_rank} is not in [0, plan.tp={plan.tp})",
                                   hint="plan with --tp N for N ranks"))
+    if plan.ep > 1:
+        raise InvalidInput(reason(Code.USAGE, f"the plan places experts over ep={plan.ep} ranks; expert-parallel "
+                                  "loading is not implemented in this quantspec", hint="plan with --ep 1 to load; "
+                                  "--ep plans report the placement and the engines' rules"))
     ops = _ops or backend_ops(device)
     if not plan.accepted:
         raise rejection(plan)

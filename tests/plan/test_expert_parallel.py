@@ -1,0 +1,81 @@
+"""Expert parallelism (--ep): placement of the routed experts and the engines' rules, as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import quantspec
+from quantspec.cli.main import main as cli
+from quantspec.errors import InvalidInput
+from quantspec.plan.parallel import CHECKERS, EpRuleId, load_rules, placement
+from quantspec.vocab import LayerKind, ParallelMode
+from tests.plan.builders import build_modelslim
+
+H, INTER = 64, 32
+
+
+def _moe(root: Path, experts: int) -> Path:
+    """One MoE layer of ``experts`` W8A8_DYNAMIC routed experts (Qwen3-MoE names), a float router."""
+    mods, labels, groups = [], {}, {}
+    for e in range(experts):
+        for proj, n, k in (("gate_proj", INTER, H), ("up_proj", INTER, H), ("down_proj", H, INTER)):
+            name = f"model.layers.0.mlp.experts.{e}.{proj}"
+            mods.append((name, n, k))
+            labels[name] = "W8A8_DYNAMIC"
+            groups[name] = "w2" if proj == "down_proj" else "w13"
+    mods.append(("model.layers.0.mlp.gate", experts, H))
+    return build_modelslim(root, mods, labels, moe_groups=groups,
+                           config={"model_type": "qwen3_moe", "torch_dtype": "bfloat16", "num_experts": experts})
+
+
+def test_every_rule_has_data_and_a_checker() -> None:
+    assert sorted(r.id for r in load_rules().rules) == sorted(EpRuleId) == sorted(CHECKERS)
+
+
+def test_vllm_linear_expert_map() -> None:
+    assert placement(256, 16) == (16,) * 16
+    assert placement(256, 7) == (37, 37, 37, 37, 36, 36, 36)
+
+
+def test_ep_16_on_256_experts_places_16_per_rank(tmp_path: Path) -> None:
+    plan = quantspec.plan(_moe(tmp_path / "m", 256), target="a3", tp=1, ep=16)
+    assert plan.accepted and plan.ep == 16
+    moe = [la for la in plan.layers if la.kind in (LayerKind.MOE_W13, LayerKind.MOE_W2)]
+    assert moe and all(la.experts_per_rank == (16,) * 16 and la.parallel is ParallelMode.EXPERT for la in moe)
+    w13 = next(la for la in moe if la.kind is LayerKind.MOE_W13)
+    assert (w13.n_local, w13.k_local) == (w13.n, w13.k)  # experts whole on their rank
+    # tp=1 is not a multiple of ep=16: SGLang's moe_tp rule is named (vLLM-Ascend runs EP over tp x dp)
+    assert [w.code.value for w in w13.warnings] == ["plan.expert_parallel"]
+
+
+def test_ep_7_on_256_experts_names_the_uneven_split_and_the_engines(tmp_path: Path) -> None:
+    plan = quantspec.plan(_moe(tmp_path / "m", 256), target="a3", tp=7, ep=7)
+    w13 = next(la for la in plan.layers if la.kind is LayerKind.MOE_W13)
+    assert plan.accepted and w13.experts_per_rank == (37, 37, 37, 37, 36, 36, 36)
+    [w] = w13.warnings
+    assert w.code.value == "plan.expert_parallel"
+    assert w.message == ("256 experts over ep=7 do not split evenly: 4 ranks hold 37 and 3 hold 36 "
+                         "[rule ep_even_split, SGLang]")
+    assert w.hint is not None and "vLLM-Ascend's linear expert map puts the remainder on the first ranks" in w.hint
+
+
+def test_more_ranks_than_experts_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _moe(tmp_path / "m", 8)
+    assert cli(["plan", str(root), "--target", "a3", "--tp", "16", "--ep", "16"]) == 1
+    out = capsys.readouterr().out
+    assert "8 routed experts cannot fill ep=16 ranks [rule ep_at_most_experts" in out
+    assert "target a3, tp 16, ep 16" in out
+
+
+def test_an_ep_plan_is_not_loaded_silently(tmp_path: Path) -> None:
+    plan = quantspec.plan(_moe(tmp_path / "m", 16), target="a3", ep=4)
+    with pytest.raises(InvalidInput) as err:
+        quantspec.load_plan(plan, device="cpu", progress=False)
+    assert err.value.reasons[0].message.startswith("the plan places experts over ep=4 ranks")
+
+
+def test_ep_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput):
+        quantspec.plan(_moe(tmp_path / "m", 4), target="a3", ep=0)
