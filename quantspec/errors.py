@@ -90,6 +90,8 @@ class Code(StrEnum):
     PLAN_PRODUCER_DEFECT = "plan.producer_defect"
     PLAN_CONSTRAINT = "plan.kernel_constraint"
     PLAN_TP = "plan.tensor_parallel"
+    #: A rank's weights, KV cache and reserve exceed its device memory.
+    PLAN_DOES_NOT_FIT = "plan.does_not_fit"
     #: An expert-parallel placement rule of an engine (``plan/parallel.yaml``).
     PLAN_EXPERT_PARALLEL = "plan.expert_parallel"
     PLAN_REQUIREMENT = "plan.requirement"

@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel size (default 1)")
     p.add_argument("--ep", type=int, default=1,
                    help="expert-parallel size: routed experts placed whole over this many ranks (default 1)")
+    p.add_argument("--max-tokens", type=int, help="KV-cache tokens per rank for the memory check (default 32768)")
+    p.add_argument("--device", help="device SKU whose memory is the capacity (910B1..910B4, 910_93)")
+    p.add_argument("--device-memory", type=float, metavar="GIB", help="device memory per rank in GiB (overrides)")
     p.add_argument("--allow-untested", action="store_true",
                    help="accept untested and in-progress matrix cells (recorded in the plan)")
     p.add_argument("--quantization", help="online quantization of a float checkpoint (mxfp8), or the format name")
@@ -49,7 +52,8 @@ def _run(args: argparse.Namespace) -> int:
             layer_re = re.compile(args.layer)
         except re.error as exc:
             raise InvalidInput(reason(Code.USAGE, f"--layer: invalid regular expression: {exc}")) from None
-    result = plan(args.model_dir, target=args.target, tp=args.tp, ep=args.ep, allow_untested=args.allow_untested,
+    result = plan(args.model_dir, target=args.target, tp=args.tp, ep=args.ep, max_tokens=args.max_tokens,
+                  device=args.device, device_memory=args.device_memory, allow_untested=args.allow_untested,
                   quantization=args.quantization, producer_fixes=args.producer_fix)
     if layer_re is not None:
         shown = tuple(layer for layer in result.layers if layer_re.search(layer.name))

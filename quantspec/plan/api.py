@@ -114,6 +114,9 @@ def plan(
     target: NpuGen | str,
     tp: int = 1,
     ep: int = 1,
+    max_tokens: int | None = None,
+    device: str | None = None,
+    device_memory: float | None = None,
     allow_untested: bool = False,
     quantization: str | None = None,
     matrix: SupportMatrix | None = None,
@@ -134,11 +137,27 @@ def plan(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _plan(model_dir, target=target, tp=tp, ep=ep, allow_untested=allow_untested, quantization=quantization,
-                     matrix=matrix, producer_fixes=_producer_fixes(producer_fixes))
+        plan_ = _plan(model_dir, target=target, tp=tp, ep=ep, allow_untested=allow_untested,
+                      quantization=quantization, matrix=matrix, producer_fixes=_producer_fixes(producer_fixes))
+        return _with_memory(plan_, Path(model_dir), max_tokens=max_tokens, device=device, device_memory=device_memory)
     finally:
         if enabled:
             gc.enable()
+
+
+def _with_memory(p: Plan, root: Path, *, max_tokens: int | None, device: str | None,
+                 device_memory: float | None) -> Plan:
+    """The plan with its per-rank memory section (and a ``plan.does_not_fit`` rejection)."""
+    from quantspec.plan.memory import plan_memory
+
+    if any(layer.component is not None for layer in p.layers):
+        return p  # pipelines: per-component devices are not modelled
+    if max_tokens is not None and max_tokens < 0:
+        raise InvalidInput(reason(Code.USAGE, f"--max-tokens must be >= 0, got {max_tokens}"))
+    mem, rejections = plan_memory(p.layers, _config(root), tp=p.tp, ep=p.ep, target=p.target,
+                                  model_dtype=p.model_dtype, max_tokens=max_tokens, device=device,
+                                  device_memory_gib=device_memory)
+    return p.model_copy(update={"memory": mem, "rejections": (*p.rejections, *rejections)})
 
 
 def _plan(model_dir: str | Path, *, target: NpuGen | str, tp: int, ep: int, allow_untested: bool,

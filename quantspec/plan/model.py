@@ -148,6 +148,39 @@ class PlanComponent(_Frozen):
     model_dtype: str | None = None
 
 
+class RankMemory(_Frozen):
+    """One rank's memory, in bytes."""
+
+    rank: int
+    #: Weights after load on this rank (TP split, replicated layers whole, experts as placed).
+    weights: int
+    #: KV cache for ``MemoryPlan.max_tokens`` tokens.
+    kv_cache: int
+    #: Stated allowance for activations, workspace and communication buffers.
+    reserve: int
+    total: int
+    #: Device memory, when known.
+    capacity: int | None = None
+    headroom: int | None = None
+
+
+class MemoryPlan(_Frozen):
+    """Per-rank memory of the plan against the device (``quantspec/plan/memory.py``)."""
+
+    ranks_count: int
+    #: The SKU whose memory is the capacity (``devices.yaml``), if one applies.
+    device: str | None = None
+    capacity: int | None = None
+    max_tokens: int
+    #: KV-cache bytes one rank stores per token (None when config.json does not say).
+    kv_bytes_per_token: int | None = None
+    reserve: int
+    ranks: tuple[RankMemory, ...]
+    #: Whether every rank fits; None when the device memory is unknown.
+    fits: bool | None = None
+    note: str
+
+
 class Plan(_Frozen):
     """The planner's verdict on a checkpoint for one target."""
 
@@ -173,6 +206,8 @@ class Plan(_Frozen):
     #: the engines do not read); any of them rejects the plan, whatever its layers say.
     rejections: tuple[Reason, ...] = ()
     summary: PlanSummary
+    #: Per-rank memory (None for Diffusers pipelines).
+    memory: MemoryPlan | None = None
 
     @property
     def accepted(self) -> bool:

@@ -112,6 +112,30 @@ def _summary(plan: Plan, md: bool) -> list[str]:
     return ["", "Summary:", *("  " + line for line in _table(rows)), tail]
 
 
+def _gib(b: int | None) -> str:
+    return "-" if b is None else f"{b / 2**30:.1f}"
+
+
+def _memory(plan: Plan, md: bool) -> list[str]:
+    """Per-rank memory, ranks with identical figures on one row."""
+    m = plan.memory
+    if m is None:
+        return []
+    rows = [["RANKS", "WEIGHTS GiB", "KV GiB", "RESERVE GiB", "TOTAL GiB", "CAPACITY GiB", "HEADROOM GiB"]]
+    groups: dict[tuple[int, int, int, int | None], list[int]] = {}
+    for r in m.ranks:
+        groups.setdefault((r.weights, r.kv_cache, r.total, r.headroom), []).append(r.rank)
+    for (w, kv, total, head), ranks in groups.items():
+        span = f"{ranks[0]}" if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}" if ranks == list(
+            range(ranks[0], ranks[-1] + 1)) else ",".join(map(str, ranks))
+        rows.append([span, _gib(w), _gib(kv), _gib(m.reserve), _gib(total), _gib(m.capacity), _gib(head)])
+    verdict = {True: "fits", False: "does NOT fit", None: "fit not judged"}[m.fits]
+    tail = (f"memory: {m.ranks_count} rank(s), {m.max_tokens} KV tokens per rank, {verdict}; {m.note}")
+    if md:
+        return ["", "## Memory per rank", "", *_md_table(rows), "", tail]
+    return ["", "Memory per rank:", *("  " + line for line in _table(rows)), tail]
+
+
 def _md_table(rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows[1:]]
@@ -134,6 +158,7 @@ def render_table(plan: Plan, model: str) -> str:
     lines += _table(_rows(groups)) if plan.layers else ["(no layers)"]
     lines += _details(groups, md=False)
     lines += _summary(plan, md=False)
+    lines += _memory(plan, md=False)
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +169,7 @@ def render_markdown(plan: Plan, model: str) -> str:
     lines += _md_table(_rows(groups)) if plan.layers else ["(no layers)"]
     lines += _details(groups, md=True)
     lines += _summary(plan, md=True)
+    lines += _memory(plan, md=True)
     return "\n".join(lines) + "\n"
 
 
