@@ -24,7 +24,7 @@ BYTES = {"I8": 1, "BF16": 2, "F32": 4}
 Tensors = dict[str, tuple[str, tuple[int, ...]]]
 
 
-def linear(t: Tensors, labels: dict[str, str], prefix: str, label: str, n: int, k: int) -> None:
+def linear(t: Tensors, labels: dict[str, str], prefix: str, label: str, *, n: int, k: int) -> None:
     """One linear in ModelSlim's layout (FLOAT: a bf16 weight)."""
     if label == "FLOAT":
         added: Tensors = {f"{prefix}.weight": ("BF16", (n, k))}
@@ -43,28 +43,28 @@ def deepseek_v3(expert_label: str) -> tuple[Tensors, dict[str, str], dict[str, o
     h, vocab, layers, dense = 7168, 129280, 61, 3
     t: Tensors = {}
     lab: dict[str, str] = {}
-    linear(t, lab, "model.embed_tokens", "FLOAT", vocab, h)
-    linear(t, lab, "lm_head", "FLOAT", vocab, h)
+    linear(t, lab, "model.embed_tokens", "FLOAT", n=vocab, k=h)
+    linear(t, lab, "lm_head", "FLOAT", n=vocab, k=h)
     t["model.norm.weight"] = ("BF16", (h,))
     for i in range(layers):
         p = f"model.layers.{i}"
         for name, n, k in (("q_a_proj", 1536, h), ("q_b_proj", 128 * 192, 1536), ("kv_a_proj_with_mqa", 576, h),
                            ("kv_b_proj", 128 * 256, 512), ("o_proj", h, 128 * 128)):
-            linear(t, lab, f"{p}.self_attn.{name}", "W8A8_DYNAMIC", n, k)
+            linear(t, lab, f"{p}.self_attn.{name}", "W8A8_DYNAMIC", n=n, k=k)
         for name, d in (("input_layernorm", h), ("post_attention_layernorm", h), ("self_attn.q_a_layernorm", 1536),
                         ("self_attn.kv_a_layernorm", 512)):
             t[f"{p}.{name}.weight"] = ("BF16", (d,))
         if i < dense:
             for name, n, k in (("gate_proj", 18432, h), ("up_proj", 18432, h), ("down_proj", h, 18432)):
-                linear(t, lab, f"{p}.mlp.{name}", "W8A8_DYNAMIC", n, k)
+                linear(t, lab, f"{p}.mlp.{name}", "W8A8_DYNAMIC", n=n, k=k)
             continue
         for e in range(256):
             for name, n, k in (("gate_proj", 2048, h), ("up_proj", 2048, h), ("down_proj", h, 2048)):
                 label = "W8A8_DYNAMIC" if name == "down_proj" and expert_label == "W4A8_DYNAMIC" else expert_label
-                linear(t, lab, f"{p}.mlp.experts.{e}.{name}", label, n, k)
+                linear(t, lab, f"{p}.mlp.experts.{e}.{name}", label, n=n, k=k)
         for name, n, k in (("gate_proj", 2048, h), ("up_proj", 2048, h), ("down_proj", h, 2048)):
-            linear(t, lab, f"{p}.mlp.shared_experts.{name}", "W8A8_DYNAMIC", n, k)
-        linear(t, lab, f"{p}.mlp.gate", "FLOAT", 256, h)
+            linear(t, lab, f"{p}.mlp.shared_experts.{name}", "W8A8_DYNAMIC", n=n, k=k)
+        linear(t, lab, f"{p}.mlp.gate", "FLOAT", n=256, k=h)
         t[f"{p}.mlp.gate.e_score_correction_bias"] = ("F32", (256,))
     config = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "torch_dtype": "bfloat16",
               "hidden_size": h, "num_hidden_layers": layers, "n_routed_experts": 256, "num_experts_per_tok": 8,
@@ -79,25 +79,25 @@ def qwen3(*, layers: int, h: int, heads: int, kv: int, inter: int, experts: int,
     vocab, hd = 151936, 128
     t: Tensors = {}
     lab: dict[str, str] = {}
-    linear(t, lab, "model.embed_tokens", "FLOAT", vocab, h)
-    linear(t, lab, "lm_head", "FLOAT", vocab, h)
+    linear(t, lab, "model.embed_tokens", "FLOAT", n=vocab, k=h)
+    linear(t, lab, "lm_head", "FLOAT", n=vocab, k=h)
     t["model.norm.weight"] = ("BF16", (h,))
     for i in range(layers):
         p = f"model.layers.{i}"
         for name, n, k in (("q_proj", heads * hd, h), ("k_proj", kv * hd, h), ("v_proj", kv * hd, h),
                            ("o_proj", h, heads * hd)):
-            linear(t, lab, f"{p}.self_attn.{name}", "W8A8_DYNAMIC", n, k)
+            linear(t, lab, f"{p}.self_attn.{name}", "W8A8_DYNAMIC", n=n, k=k)
         for name, d in (("input_layernorm", h), ("post_attention_layernorm", h), ("self_attn.q_norm", hd),
                         ("self_attn.k_norm", hd)):
             t[f"{p}.{name}.weight"] = ("BF16", (d,))
         if not experts:
             for name, n, k in (("gate_proj", inter, h), ("up_proj", inter, h), ("down_proj", h, inter)):
-                linear(t, lab, f"{p}.mlp.{name}", "W8A8_DYNAMIC", n, k)
+                linear(t, lab, f"{p}.mlp.{name}", "W8A8_DYNAMIC", n=n, k=k)
             continue
         for e in range(experts):
             for name, n, k in (("gate_proj", moe_inter, h), ("up_proj", moe_inter, h), ("down_proj", h, moe_inter)):
-                linear(t, lab, f"{p}.mlp.experts.{e}.{name}", "W8A8_DYNAMIC", n, k)
-        linear(t, lab, f"{p}.mlp.gate", "FLOAT", experts, h)
+                linear(t, lab, f"{p}.mlp.experts.{e}.{name}", "W8A8_DYNAMIC", n=n, k=k)
+        linear(t, lab, f"{p}.mlp.gate", "FLOAT", n=experts, k=h)
     config: dict[str, object] = {"model_type": model_type, "torch_dtype": "bfloat16", "hidden_size": h,
                                  "num_hidden_layers": layers, "num_attention_heads": heads,
                                  "num_key_value_heads": kv, "head_dim": hd, "vocab_size": vocab}

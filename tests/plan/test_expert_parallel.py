@@ -69,11 +69,12 @@ def test_more_ranks_than_experts_is_rejected(tmp_path: Path, capsys: pytest.Capt
     assert "target a3, tp 16, ep 16" in out
 
 
-def test_an_ep_plan_is_not_loaded_silently(tmp_path: Path) -> None:
-    plan = quantspec.plan(_moe(tmp_path / "m", 16), target="a3", ep=4)
+def test_an_ep_plan_with_tp_is_not_loaded_silently(tmp_path: Path) -> None:
+    plan = quantspec.plan(_moe(tmp_path / "m", 16), target="a3", tp=2, ep=2)
     with pytest.raises(InvalidInput) as err:
         quantspec.load_plan(plan, device="cpu", progress=False)
-    assert err.value.reasons[0].message.startswith("the plan places experts over ep=4 ranks")
+    assert err.value.reasons[0].message == ("the plan combines tp=2 with ep=2; expert-parallel loading runs with tp 1 "
+                                            "in this quantspec")
 
 
 def test_ep_must_be_positive(tmp_path: Path) -> None:

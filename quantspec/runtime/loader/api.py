@@ -65,6 +65,8 @@ def load_quantized(
     allow_untested: bool = False,
     quantization: str | None = None,
     producer_fixes: Iterable[DefectId | str] = (),
+    ep_rank: int = 0,
+    ep_size: int = 1,
     progress: bool = True,
 ) -> QuantizedModel:
     """Plan ``model_dir``, then stream its weights into executable modules.
@@ -78,6 +80,8 @@ def load_quantized(
     * ``allow_untested``: accept ``untested``/``in_progress`` matrix cells.
     * ``quantization``: ``"mxfp8"`` quantizes an unquantized checkpoint online (A5 only).
     * ``producer_fixes``: known producer defects to repair as the plan records it (``--producer-fix``).
+    * ``ep_rank``/``ep_size``: expert parallelism (with ``tp_size`` 1): this rank's routed experts only;
+      the MoE modules all-reduce over the default ``torch.distributed`` group.
     * ``progress``: draw a progress bar when stderr is a terminal.
 
     Raises :class:`~quantspec.errors.PlanRejected` with every reason before reading any weight
@@ -93,9 +97,10 @@ def load_quantized(
         refuse_pickle(root)
     from quantspec.plan import plan as make_plan
 
-    plan = make_plan(root, target=gen, tp=tp_size, allow_untested=allow_untested, quantization=quantization,
-                     producer_fixes=producer_fixes)
-    return load_plan(plan, device=device, tp_rank=tp_rank, dtype=dtype, progress=progress, _ops=ops)
+    plan = make_plan(root, target=gen, tp=tp_size, ep=ep_size, allow_untested=allow_untested,
+                     quantization=quantization, producer_fixes=producer_fixes)
+    return load_plan(plan, device=device, tp_rank=tp_rank, ep_rank=ep_rank, dtype=dtype, progress=progress,
+                     _ops=ops)
 
 
 def load_plan(
@@ -103,6 +108,7 @@ def load_plan(
     device: str = "npu",
     *,
     tp_rank: int = 0,
+    ep_rank: int = 0,
     dtype: torch.dtype | str | None = None,
     progress: bool = True,
     _ops: Ops | None = None,
@@ -118,10 +124,11 @@ def load_plan(
     if not 0 <= tp_rank < plan.tp:
         raise InvalidInput(reason(Code.USAGE, f"tp_rank {tp_rank} is not in [0, plan.tp={plan.tp})",
                                   hint="plan with --tp N for N ranks"))
-    if plan.ep > 1:
-        raise InvalidInput(reason(Code.USAGE, f"the plan places experts over ep={plan.ep} ranks; expert-parallel "
-                                  "loading is not implemented in this quantspec", hint="plan with --ep 1 to load; "
-                                  "--ep plans report the placement and the engines' rules"))
+    if not 0 <= ep_rank < plan.ep:
+        raise InvalidInput(reason(Code.USAGE, f"ep_rank {ep_rank} is not in [0, plan.ep={plan.ep})"))
+    if plan.ep > 1 and plan.tp > 1:
+        raise InvalidInput(reason(Code.USAGE, f"the plan combines tp={plan.tp} with ep={plan.ep}; expert-parallel "
+                                  "loading runs with tp 1 in this quantspec", hint="plan with --tp 1 --ep M"))
     ops = _ops or backend_ops(device)
     if not plan.accepted:
         raise rejection(plan)
@@ -151,7 +158,7 @@ def load_plan(
                 with TensorReader(Path(comp.path), inv.tensors) as reader:
                     built = Builder(plan=plan, layers=accepted_layers(plan, name), family=comp.format, reader=reader,
                                     prefix=f"{name}." if name else "", model_dtype=comp_dtype, ops=ops, tp=tp,
-                                    tick=tick).run()
+                                    tick=tick, ep_rank=ep_rank).run()
             out.modules.update(built.modules)
             out.tensors.update(built.tensors)
             out.parallel.update(built.parallel)

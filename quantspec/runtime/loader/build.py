@@ -25,10 +25,11 @@ from quantspec.runtime.executables import executable_class
 from quantspec.runtime.loader.reader import Reader
 from quantspec.runtime.loader.tp import Parallel, TensorParallel, local_dims, parallel_of, shard_tensors
 from quantspec.runtime.moe.base import ExpertGroup, GroupName, QuantizedExperts, Stacker
+from quantspec.runtime.moe.ep import ExpertParallelExperts
 from quantspec.runtime.ops.base import Ops
 from quantspec.runtime.schemes.base import LinearScheme, check_tensor_values
 from quantspec.schemes import FLOAT_SPECS, SchemeSpec, lookup_spec
-from quantspec.vocab import Backend, Executable, FormatFamily, LayerKind, MatrixLayer
+from quantspec.vocab import Backend, Executable, FormatFamily, LayerKind, MatrixLayer, ParallelMode
 
 #: Float dtypes a float tensor is cast from (to the model dtype); other dtypes are kept.
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -98,7 +99,7 @@ class Builder:
 
     def __init__(self, *, plan: Plan, layers: list[PlannedLayer], family: FormatFamily, reader: Reader,
                  prefix: str, model_dtype: torch.dtype, ops: Ops, tp: TensorParallel,
-                 tick: Callable[[int], None]) -> None:
+                 tick: Callable[[int], None], ep_rank: int = 0) -> None:
         self.plan = plan
         self.layers = layers
         self.family = family
@@ -108,6 +109,8 @@ class Builder:
         self.ops = ops
         self.tp = tp
         self.tick = tick
+        #: This rank's index among ``plan.ep`` expert-parallel ranks.
+        self.ep_rank = ep_rank
         self.out = Built()
         #: Tensors are moved to the NPU before repacking, so the transforms run on the device.
         self.device = torch.device("npu" if ops.backend is Backend.NPU else "cpu")
@@ -284,21 +287,29 @@ class Builder:
         if w13 is None or w2 is None:
             raise InvalidCheckpoint(reason(Code.TENSOR_MISSING, f"MoE layer {module} needs both w13 (gate+up) and "
                                            f"w2 (down) weight groups", where=module))
-        g13 = self._group(w13, "w13")
-        g2 = self._group(w2, "w2")
+        local = _local_experts(w13, self.ep_rank)
+        g13 = self._group(w13, "w13", local)
+        g2 = self._group(w2, "w2", local)
         name = self.prefix + module
-        self.out.modules[name] = QuantizedExperts(g13, g2, ops=self.ops, model_dtype=self.dtype)
-        self.out.parallel[name] = Parallel.ROW if self.tp.active else Parallel.REPLICATED
+        experts = QuantizedExperts(g13, g2, ops=self.ops, model_dtype=self.dtype)
+        if w13.parallel is ParallelMode.EXPERT:
+            self.out.modules[name] = ExpertParallelExperts(experts, local_ids=local, num_experts=len(w13.experts),
+                                                           ep_size=len(w13.experts_per_rank))
+            self.out.parallel[name] = Parallel.REPLICATED  # the module reduces its own output
+        else:
+            self.out.modules[name] = experts
+            self.out.parallel[name] = Parallel.ROW if self.tp.active else Parallel.REPLICATED
 
-    def _group(self, layer: PlannedLayer, group: GroupName) -> ExpertGroup:
+    def _group(self, layer: PlannedLayer, group: GroupName, local: tuple[int, ...]) -> ExpertGroup:
         quant = layer.quant
         spec = self._spec(quant, MatrixLayer.MOE)
         cls = executable_class(layer.executable or Executable.FLOAT_EXPERTS)
         if not issubclass(cls, ExpertGroup):
             raise InvalidCheckpoint(reason(Code.PLAN_NO_SCHEME, f"{layer.name}: the plan's executable "
                                            f"{cls.__name__} is not an expert group", where=layer.name))
-        par = Parallel.COLUMN if group == "w13" else Parallel.ROW
-        experts = list(layer.experts)
+        par = (Parallel.REPLICATED if layer.parallel is ParallelMode.EXPERT  # experts whole on their rank
+               else Parallel.COLUMN if group == "w13" else Parallel.ROW)
+        experts = list(local)
         stacker = Stacker(len(experts), device=self.device)
         fused = {p: self._get(f"{layer.module}.{p}") for p in layer.shards
                  if f"{layer.module}.{p}" in self.reader.files}
@@ -313,7 +324,7 @@ class Builder:
             projs: list[tuple[str, dict[str, Tensor]]] = []
             if fused:
                 for p in layer.shards:
-                    w = fused[p][pos]
+                    w = fused[p][e]  # global id: the fused tensor holds every expert
                     halves = w.chunk(2, 0) if p == "gate_up_proj" else (w,)
                     projs += [(f"{layer.module}.{p}[{e}]", {"weight": h}) for h in halves]
             else:
@@ -337,6 +348,14 @@ class Builder:
         del fused
         built = cls.finish(stacker.out, quant, n=n_total, k=k_loc, group=group, model_dtype=self.dtype, ops=self.ops)
         return built
+
+
+def _local_experts(layer: PlannedLayer, ep_rank: int) -> tuple[int, ...]:
+    """The experts of ``layer`` this rank holds: all of them, or its slice of the plan's placement."""
+    if layer.parallel is not ParallelMode.EXPERT or not layer.experts_per_rank:
+        return layer.experts
+    start = sum(layer.experts_per_rank[:ep_rank])
+    return layer.experts[start:start + layer.experts_per_rank[ep_rank]]
 
 
 def accepted_layers(plan: Plan, component: str | None) -> list[PlannedLayer]:
