@@ -19,7 +19,7 @@ from quantspec.errors import Code, reason
 from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
-from quantspec.plan.parallel import check_ep, placement
+from quantspec.plan.parallel import EpContext, check_ep, placement
 from quantspec.plan.refine import clip_problems, refine
 from quantspec.plan.verdict import Verdict, agreement_key, label_of
 from quantspec.vocab import LayerKind, MatrixLayer
@@ -155,7 +155,11 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
     if v.spec is not None:
         _contract(p, v, u, ids, group)
     if p.s.ep > 1 and ids:
-        rejections, warnings = check_ep(u.name, len(ids), p.s.ep, p.s.tp)
+        cfg = p.s.config.get("text_config") or p.s.config
+        hidden, top_k = cfg.get("hidden_size"), cfg.get("num_experts_per_tok")
+        rejections, warnings = check_ep(u.name, EpContext(
+            experts=len(ids), ep=p.s.ep, tp=p.s.tp, target=p.s.target,
+            hidden=hidden if isinstance(hidden, int) else None, top_k=top_k if isinstance(top_k, int) else None))
         v.reasons += rejections
         if group == "w13":  # one finding per MoE layer
             v.warnings += warnings

@@ -10,7 +10,7 @@ import quantspec
 from quantspec.cli.main import main as cli
 from quantspec.errors import InvalidInput
 from quantspec.plan.parallel import CHECKERS, EpRuleId, load_rules, placement
-from quantspec.vocab import LayerKind, ParallelMode
+from quantspec.vocab import LayerKind, NpuGen, ParallelMode
 from tests.plan.builders import build_modelslim
 
 H, INTER = 64, 32
@@ -54,11 +54,29 @@ def test_ep_7_on_256_experts_names_the_uneven_split_and_the_engines(tmp_path: Pa
     plan = quantspec.plan(_moe(tmp_path / "m", 256), target="a3", tp=7, ep=7)
     w13 = next(la for la in plan.layers if la.kind is LayerKind.MOE_W13)
     assert plan.accepted and w13.experts_per_rank == (37, 37, 37, 37, 36, 36, 36)
-    [w] = w13.warnings
-    assert w.code.value == "plan.expert_parallel"
+    assert {w.code.value for w in w13.warnings} == {"plan.expert_parallel"}
+    rules = sorted(w.message.split("[rule ")[1].split(",")[0] for w in w13.warnings)
+    assert rules == ["ep_even_split", "mc2_expert_split", "mc2_tp_domain"]  # tp 7 > MC2's TP domain of 2 on a3
+    w = next(w for w in w13.warnings if "ep_even_split" in w.message)
     assert w.message == ("256 experts over ep=7 do not split evenly: 4 ranks hold 37 and 3 hold 36 "
                          "[rule ep_even_split, SGLang]")
     assert w.hint is not None and "vLLM-Ascend's linear expert map puts the remainder on the first ranks" in w.hint
+
+
+def test_mc2_limits_per_generation(tmp_path: Path) -> None:
+    from quantspec.plan.parallel import EpContext, check_ep
+
+    def rules(**kw: object) -> list[str]:
+        ctx = EpContext(**{"experts": 256, "ep": 16, "tp": 1, **kw})  # type: ignore[arg-type]
+        found = (w.message.split("[rule ")[1].split(",")[0] for w in check_ep("m", ctx)[1])
+        return sorted(r for r in found if r.startswith("mc2"))
+
+    assert rules(target=NpuGen.A3, hidden=7168, top_k=8) == []  # DeepSeek-V3 on A3: MC2 applies
+    assert rules(target=NpuGen.A3, hidden=4096, top_k=8) == ["mc2_hidden"]
+    assert rules(target=NpuGen.A2, hidden=7168, top_k=8) == []
+    assert rules(target=NpuGen.A2, hidden=8192, top_k=16) == ["mc2_hidden"]
+    assert rules(target=NpuGen.A3, hidden=7168, top_k=9) == ["mc2_top_k"]
+    assert rules(target=NpuGen.A2, hidden=7168, top_k=8, tp=16) == ["mc2_tp_domain"]
 
 
 def test_more_ranks_than_experts_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
