@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from quantspec.description import CheckpointDescription
 from quantspec.errors import Code, Reason, reason
+from quantspec.plan.bundled import load_bundled
 from quantspec.plan.model import PlannedLayer
 from quantspec.transforms import Transform
 from quantspec.vocab import DefectId, FormatFamily, LayerKind, ZeroPoint
@@ -54,10 +54,7 @@ class DefectTable(BaseModel):
 @lru_cache(maxsize=1)
 def load_defects() -> DefectTable:
     """The bundled defect table (validated; a test fails on a checker without data or the reverse)."""
-    from quantspec.matrix.load import _load_yaml
-
-    text = resources.files("quantspec.plan").joinpath("defects.yaml").read_text(encoding="utf-8")
-    return DefectTable.model_validate(_load_yaml(text))
+    return load_bundled("defects.yaml", DefectTable)
 
 
 @dataclass(frozen=True)

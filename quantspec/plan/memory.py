@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantspec.errors import Code, Reason, reason
+from quantspec.plan.bundled import load_bundled
 from quantspec.plan.model import LayerStatus, MemoryPlan, PlannedLayer, RankMemory
 from quantspec.vocab import LayerKind, NpuGen, ParallelMode, SchemeId
 
@@ -51,10 +51,7 @@ class DeviceTable(BaseModel):
 @lru_cache(maxsize=1)
 def load_devices() -> DeviceTable:
     """The bundled device table."""
-    from quantspec.matrix.load import _load_yaml
-
-    text = resources.files("quantspec.plan").joinpath("devices.yaml").read_text(encoding="utf-8")
-    return DeviceTable.model_validate(_load_yaml(text))
+    return load_bundled("devices.yaml", DeviceTable)
 
 
 def _bytes_on_rank(layer: PlannedLayer, rank: int, tp: int, ep: int) -> int:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from quantspec.errors import Code, Reason, reason
+from quantspec.plan.bundled import load_bundled
 from quantspec.vocab import NpuGen
 
 
@@ -69,10 +69,7 @@ class EpRules(BaseModel):
 @lru_cache(maxsize=1)
 def load_rules() -> EpRules:
     """The bundled expert-parallel rules (validated)."""
-    from quantspec.matrix.load import _load_yaml
-
-    text = resources.files("quantspec.plan").joinpath("parallel.yaml").read_text(encoding="utf-8")
-    return EpRules.model_validate(_load_yaml(text))
+    return load_bundled("parallel.yaml", EpRules)
 
 
 def placement(experts: int, ep: int) -> tuple[int, ...]:
