@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from quantspec.errors import Code, InvalidCheckpoint, InvalidInput, reason
+from quantspec.errors import Code, InvalidCheckpoint, reason
 
 #: Largest description file accepted (descriptions of 100k-tensor models are ~10 MiB).
 MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -76,37 +76,37 @@ def check_inside(path: Path, root: Path, *, what: str = "file") -> Path:
     return real
 
 
+def open_regular(path: Path) -> tuple[BinaryIO, int]:
+    """``path`` opened for binary reading, with its size. Checked with ``stat`` before ``open``
+    (opening a FIFO would block): anything but a regular file, a missing or unreadable file, or a
+    path that cannot name one is a coded error."""
+    file = str(path)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidCheckpoint(reason(Code.NOT_A_FILE, "is not a regular file (a FIFO, device, socket or "
+                                           "folder)", file=file, hint="replace it with the real file"))
+        return path.open("rb"), st.st_size
+    except FileNotFoundError:
+        raise InvalidCheckpoint(reason(Code.FILE_NOT_FOUND, "file not found", file=file)) from None
+    except PermissionError:
+        raise InvalidCheckpoint(reason(Code.PERMISSION, "permission denied", file=file,
+                                       hint="make the file readable by this user")) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidCheckpoint(reason(Code.BAD_PATH, f"cannot open: {exc}", file=file)) from None
+
+
 def read_bytes(path: Path, *, limit: int = MAX_JSON_BYTES, root: Path | None = None) -> bytes:
     """Read a whole file with a size limit (and an optional containment check)."""
     if root is not None:
         check_inside(path, root)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise InvalidInput(reason(Code.FILE_NOT_FOUND, "file not found", file=str(path))) from None
-    except PermissionError:
-        raise InvalidInput(reason(Code.PERMISSION, "permission denied", file=str(path),
-                                  hint="make the file readable by this user")) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(reason(Code.BAD_PATH, f"cannot stat: {exc}", file=str(path))) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InvalidCheckpoint(reason(Code.NOT_A_FILE, "is not a regular file (a FIFO, device, socket or folder)",
-                                       file=str(path), hint="replace it with the real file"))
-    size = st.st_size
-    if size > limit:
-        raise InvalidCheckpoint(
-            reason(
-                Code.FILE_TOO_LARGE,
-                f"file is {size} bytes, over the {limit}-byte limit for description files",
-                file=str(path),
-                hint="a description file this large is almost certainly not a description",
-            )
-        )
-    try:
-        return path.read_bytes()
-    except PermissionError:
-        raise InvalidInput(reason(Code.PERMISSION, "permission denied", file=str(path),
-                                  hint="make the file readable by this user")) from None
+    fh, size = open_regular(path)
+    with fh:
+        if size > limit:
+            raise InvalidCheckpoint(reason(
+                Code.FILE_TOO_LARGE, f"file is {size} bytes, over the {limit}-byte limit for description files",
+                file=str(path), hint="a description file this large is almost certainly not a description"))
+        return fh.read()
 
 
 def parse_json_text(data: bytes, *, file: str) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantspec._io import open_regular
 from quantspec.errors import Code, InvalidCheckpoint, reason
 
 MAGIC = b"GGUF"
@@ -181,26 +182,10 @@ def parse_gguf(data: bytes | memoryview, *, file: str) -> RawGguf:
 def read_gguf_bytes(path: Path) -> tuple[RawGguf, str]:
     """Parse ``path`` (a regular file, memory-mapped read-only); returns the header and the file name."""
     import mmap
-    import stat
 
     file = str(path)
-    try:
-        st = path.stat()
-    except PermissionError:
-        raise InvalidCheckpoint(reason(Code.PERMISSION, "permission denied", file=file,
-                                       hint="make the file readable by this user")) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidCheckpoint(reason(Code.BAD_PATH, f"cannot stat: {exc}", file=file)) from None
-    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block
-        raise InvalidCheckpoint(reason(Code.NOT_A_FILE, "is not a regular file (a FIFO, device, socket or folder)",
-                                       file=file, hint="replace it with the real file"))
-    try:
-        fh = path.open("rb")
-    except PermissionError:
-        raise InvalidCheckpoint(reason(Code.PERMISSION, "permission denied", file=file,
-                                       hint="make the file readable by this user")) from None
+    fh, size = open_regular(path)
     with fh:
-        size = st.st_size
         if size == 0:
             raise InvalidCheckpoint(reason(Code.TENSOR_HEADER, "GGUF header: the file is empty", file=file,
                                            hint="the file is truncated, damaged or not GGUF"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import stat
 import struct
 from collections import Counter
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from quantspec._io import check_inside, check_name, parse_json_text, read_bytes
+from quantspec._io import check_inside, check_name, open_regular, parse_json_text, read_bytes
 from quantspec.errors import Code, InvalidCheckpoint, Reason, reason
 
 #: safetensors dtype code -> (canonical dtype name, bits per element).
@@ -223,13 +222,9 @@ def read_safetensors(path: Path, fname: str | None = None) -> tuple[dict[str, Te
     :class:`InvalidCheckpoint` with the problems found (at most a screenful per file)."""
     fname = path.name if fname is None else fname
     file = str(path)
-    try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidCheckpoint(reason(Code.NOT_A_FILE, "is not a regular file (a FIFO, device, socket or "
-                                           "folder)", file=file, hint="replace it with the real file"))
-        size = st.st_size
-        with path.open("rb") as fh:
+    fh, size = open_regular(path)
+    with fh:
+        try:
             head = fh.read(8)
             if len(head) < 8:
                 raise _bad(Code.TENSOR_TRUNCATED, "file is shorter than the 8-byte header length", file)
@@ -237,13 +232,11 @@ def read_safetensors(path: Path, fname: str | None = None) -> tuple[dict[str, Te
             if n > MAX_HEADER_BYTES:
                 raise _bad(Code.TENSOR_HEADER, f"header length {n} exceeds {MAX_HEADER_BYTES} bytes", file)
             if 8 + n > size:
-                raise _bad(Code.TENSOR_TRUNCATED, f"header length {n} runs past the end of the {size}-byte file", file)
+                raise _bad(Code.TENSOR_TRUNCATED, f"header length {n} runs past the end of the {size}-byte file",
+                           file)
             raw = fh.read(n)
-    except PermissionError:
-        raise InvalidCheckpoint(reason(Code.PERMISSION, "permission denied", file=file,
-                                       hint="make the file readable by this user")) from None
-    except (OSError, ValueError) as exc:
-        raise _bad(Code.FILE_NOT_FOUND, f"cannot read: {getattr(exc, 'strerror', None) or exc}", file) from None
+        except OSError as exc:
+            raise _bad(Code.FILE_NOT_FOUND, f"cannot read: {exc.strerror or exc}", file) from None
     header = _parse_header(raw, file)
     infos = _validate(header, size - 8 - n, file, fname, 8 + n)
     meta = header.get("__metadata__")
