@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantspec.errors import Code, Reason, reason
 from quantspec.plan.bundled import load_bundled
+from quantspec.plan.config import config_int
 from quantspec.plan.model import LayerStatus, MemoryPlan, PlannedLayer, RankMemory
 from quantspec.vocab import LayerKind, NpuGen, ParallelMode, SchemeId
 
@@ -67,26 +68,19 @@ def _bytes_on_rank(layer: PlannedLayer, rank: int, tp: int, ep: int) -> int:
     return total // tp
 
 
-def _cfg(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    text = config.get("text_config")
-    return text if isinstance(text, dict) else config
-
-
 def kv_bytes_per_token(config: Mapping[str, Any], *, tp: int, kv_int8: bool, dtype_bytes: int) -> int | None:
     """KV-cache bytes one rank stores per token (None when config.json does not say)."""
-    c = _cfg(config)
-    layers = c.get("num_hidden_layers")
-    if not isinstance(layers, int):
+    layers = config_int(config, "num_hidden_layers")
+    if layers is None:
         return None
     elem = 1 if kv_int8 else dtype_bytes
-    lora, rope = c.get("kv_lora_rank"), c.get("qk_rope_head_dim")
-    if isinstance(lora, int) and isinstance(rope, int):  # MLA: the latent and the rope key, on every rank
+    lora, rope = config_int(config, "kv_lora_rank"), config_int(config, "qk_rope_head_dim")
+    if lora is not None and rope is not None:  # MLA: the latent and the rope key, on every rank
         return layers * (lora + rope) * elem
-    heads = c.get("num_attention_heads")
-    kv = c.get("num_key_value_heads", heads)
-    hidden = c.get("hidden_size")
-    head_dim = c.get("head_dim") or (hidden // heads if isinstance(hidden, int) and isinstance(heads, int) else None)
-    if not isinstance(kv, int) or not isinstance(head_dim, int):
+    heads, hidden = config_int(config, "num_attention_heads"), config_int(config, "hidden_size")
+    kv = config_int(config, "num_key_value_heads") or heads
+    head_dim = config_int(config, "head_dim") or (hidden // heads if hidden and heads else None)
+    if kv is None or head_dim is None:
         return None
     local = max(1, -(-kv // tp))  # fewer KV heads than ranks: each rank keeps one
     return 2 * layers * local * head_dim * elem

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantspec.description import QuantSpec
 from quantspec.errors import Code, reason
+from quantspec.plan.config import config_int
 from quantspec.plan.contract import check_module
 from quantspec.plan.discover import MoEUnit, Params
 from quantspec.plan.model import PlannedLayer
@@ -36,13 +37,7 @@ _SHOW = 8
 
 def expert_count(config: Mapping[str, Any]) -> int | None:
     """Routed experts per MoE layer according to config.json (text_config too), if stated."""
-    for cfg in (config, config.get("text_config") or {}):
-        if isinstance(cfg, dict):
-            for key in EXPERT_COUNT_KEYS:
-                value = cfg.get(key)
-                if isinstance(value, int) and value > 0:
-                    return value
-    return None
+    return config_int(config, *EXPERT_COUNT_KEYS)
 
 
 def _ids(ids: list[int]) -> str:
@@ -155,11 +150,9 @@ def plan_moe(p: Planner, u: MoEUnit) -> PlannedLayer:
     if v.spec is not None:
         _contract(p, v, u, ids, group)
     if p.s.ep > 1 and ids:
-        cfg = p.s.config.get("text_config") or p.s.config
-        hidden, top_k = cfg.get("hidden_size"), cfg.get("num_experts_per_tok")
         rejections, warnings = check_ep(u.name, EpContext(
-            experts=len(ids), ep=p.s.ep, tp=p.s.tp, target=p.s.target,
-            hidden=hidden if isinstance(hidden, int) else None, top_k=top_k if isinstance(top_k, int) else None))
+            experts=len(ids), ep=p.s.ep, tp=p.s.tp, target=p.s.target, hidden=config_int(p.s.config, "hidden_size"),
+            top_k=config_int(p.s.config, "num_experts_per_tok")))
         v.reasons += rejections
         if group == "w13":  # one finding per MoE layer
             v.warnings += warnings
