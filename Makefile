@@ -60,8 +60,7 @@ EXAMPLE := $(CURDIR)/examples/tiny-llama-w8a8-dynamic
 
 wheel-test: $(STAMP)
 	rm -rf .cache/dist $(WHEEL_VENV)
-	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w .cache/dist . 2>/dev/null \
-		|| $(PY) -m pip wheel --quiet --no-deps -w .cache/dist .
+	$(PY) -m pip wheel --quiet --no-deps -w .cache/dist .
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install --quiet .cache/dist/quantspec-*.whl
 	cd /tmp && $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/tools/wheel_check.py lean $(EXAMPLE)
